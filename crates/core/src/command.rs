@@ -1,0 +1,77 @@
+//! Commands (replicated writes) and their responses.
+//!
+//! A command carries everything `apply` needs, including the leader's clock
+//! (`now_ms`), so applying it is deterministic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::{Lease, Task, TaskId, WorkerId};
+
+/// One task to add to the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTask {
+    /// The payload.
+    pub data: Vec<u8>,
+    /// Idempotency key: a task with this key already in the table is returned instead.
+    pub key: Option<String>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Assignments before the task is dead (at least 1).
+    pub max_attempts: u32,
+}
+
+/// A replicated write to the task table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Add tasks, idempotent by key.
+    Submit { tasks: Vec<NewTask>, now_ms: u64 },
+    /// Lease up to `max` idle tasks to `worker`, in priority then submission order.
+    Assign { worker: WorkerId, max: u32, now_ms: u64 },
+    /// Record the result of a lease.
+    Complete { lease: Lease, worker: WorkerId, result: Vec<u8>, now_ms: u64 },
+    /// Report that a lease's processing failed; re-queued while attempts remain.
+    Fail { lease: Lease, worker: WorkerId, error: String, now_ms: u64 },
+    /// Restart a lease's clock at `now_ms`.
+    Extend { lease: Lease, worker: WorkerId, now_ms: u64 },
+    /// Take back leases that ran out; leases no longer current are ignored.
+    Expire { leases: Vec<Lease>, now_ms: u64 },
+    /// Stop a task that has not finished: it becomes dead with reason "cancelled".
+    Cancel { task: TaskId, now_ms: u64 },
+}
+
+/// What a lease-carrying command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The lease was current; the table changed.
+    Accepted,
+    /// The lease is not (or no longer) current: late, expired, someone else's. Nothing changed.
+    Stale,
+    /// The same lease already completed the task. Nothing changed.
+    Duplicate,
+    /// No such task. Nothing changed.
+    NotFound,
+}
+
+/// One submitted task's id, and whether it is new or an earlier submission with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The task's id.
+    pub id: TaskId,
+    /// False when the key matched an existing task.
+    pub created: bool,
+}
+
+/// The answer of [`crate::Table::apply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// For `Submit`: one entry per submitted task, in order.
+    Submitted(Vec<Submitted>),
+    /// For `Assign`: the leased tasks (empty when nothing is idle).
+    Assigned(Vec<Task>),
+    /// For `Complete`, `Fail`, `Extend`, `Cancel`.
+    Outcome(Outcome),
+    /// For `Expire`: the leases actually taken back.
+    Expired(Vec<Lease>),
+    /// For entries that carry no command (Raft's blank and membership entries).
+    Empty,
+}

@@ -1,0 +1,104 @@
+//! The client service on `client_addr`: what workers and the CLI call.
+//!
+//! Only the leader answers; other nodes answer [`WireError::NotLeader`]. Every
+//! call that changes the table goes through Raft and is answered only after
+//! it is committed and applied.
+
+use serde::{Deserialize, Serialize};
+use taskraft_core::{Counts, Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
+
+use crate::error::WireError;
+use crate::raft::NodeId;
+
+/// Longest long-poll a `request` may ask for.
+pub const MAX_WAIT_MS: u64 = 60_000;
+/// Most tasks one `request` may lease.
+pub const MAX_TASKS_PER_REQUEST: u32 = 256;
+/// Most tasks one `submit` may carry.
+pub const MAX_TASKS_PER_SUBMIT: usize = 10_000;
+/// Longest worker id accepted.
+pub const MAX_WORKER_ID_BYTES: usize = 128;
+
+/// The answer to `request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Assignment {
+    /// Tasks leased to the caller; each must be completed, failed or extended
+    /// within `lease_timeout_ms` of the answer.
+    Leased { tasks: Vec<LeasedTask>, lease_timeout_ms: u64 },
+    /// Nothing idle now, but tasks are in progress (they may come back).
+    NoTask,
+    /// Nothing idle and nothing in progress: the origin's `NoMoreTasks`.
+    Drained,
+}
+
+/// One leased task, as a worker needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedTask {
+    /// The fencing token to complete, fail or extend with.
+    pub lease: Lease,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+/// One master as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Client address.
+    pub client_addr: String,
+    /// Peer (Raft) address.
+    pub peer_addr: String,
+    /// `leader`, `follower`, `learner` or `unreachable`.
+    pub role: String,
+    /// Highest log index known to be on this node (as the leader sees it).
+    pub last_applied: Option<u64>,
+}
+
+/// The answer to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// `cluster.name`.
+    pub cluster: String,
+    /// The leader's term.
+    pub term: u64,
+    /// The leader (the node that answered).
+    pub leader: Option<NodeId>,
+    /// Every member and learner.
+    pub members: Vec<MemberStatus>,
+    /// Tasks by status.
+    pub counts: Counts,
+    /// Last log index on the leader.
+    pub last_log_index: Option<u64>,
+    /// Last applied index on the leader.
+    pub last_applied: Option<u64>,
+}
+
+/// Calls answered by the leader on `client_addr`.
+#[tarpc::service]
+pub trait ClientService {
+    /// Adds tasks (idempotent by key). Ids come back in order.
+    async fn submit(tasks: Vec<NewTask>) -> Result<Vec<Submitted>, WireError>;
+    /// Leases up to `max` tasks to `worker`, waiting up to `wait_ms` for one to be idle.
+    async fn request(worker: WorkerId, max: u32, wait_ms: u64) -> Result<Assignment, WireError>;
+    /// Records a lease's result.
+    async fn complete(
+        lease: Lease,
+        worker: WorkerId,
+        result: Vec<u8>,
+    ) -> Result<Outcome, WireError>;
+    /// Reports a lease's failure.
+    async fn fail(lease: Lease, worker: WorkerId, error: String) -> Result<Outcome, WireError>;
+    /// Restarts a lease's clock.
+    async fn extend(lease: Lease, worker: WorkerId) -> Result<Outcome, WireError>;
+    /// Members, leader, term and counts.
+    async fn status() -> Result<ClusterStatus, WireError>;
+    /// Tasks, optionally only those in `status`, in id order after `after`, at most `limit`.
+    async fn tasks(
+        status: Option<Status>,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>, WireError>;
+    /// One task.
+    async fn task(id: TaskId) -> Result<Task, WireError>;
+}

@@ -1,0 +1,301 @@
+//! `cluster.toml`: one file that every master and client can read.
+//!
+//! Loaded once at start-up by [`ClusterConfig::load`], which also validates
+//! it; every error names the field and says what would fix it.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::raft::NodeId;
+use crate::transport::MAX_FRAME_BYTES;
+
+/// The whole of `cluster.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster-wide settings.
+    pub cluster: ClusterSettings,
+    /// The masters, one `[[node]]` table each.
+    #[serde(default)]
+    pub node: Vec<NodeConfig>,
+}
+
+/// The `[cluster]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The cluster's name; a data dir written by another cluster is refused.
+    pub name: String,
+    /// How long a worker holds a task without completing or extending it.
+    #[serde(default = "defaults::lease_timeout_ms")]
+    pub lease_timeout_ms: u64,
+    /// How often the leader looks for expired leases.
+    #[serde(default = "defaults::scan_interval_ms")]
+    pub scan_interval_ms: u64,
+    /// Raft heartbeat from the leader.
+    #[serde(default = "defaults::heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+    /// `[min, max]`: a follower that hears no leader for this long starts an election.
+    #[serde(default = "defaults::election_timeout_ms")]
+    pub election_timeout_ms: [u64; 2],
+    /// Assignments a task gets before it is dead.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Largest task payload or result accepted.
+    #[serde(default = "defaults::max_payload_bytes")]
+    pub max_payload_bytes: u64,
+}
+
+/// One `[[node]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's id: unique, not 0.
+    pub id: NodeId,
+    /// Where the node listens for Raft traffic.
+    pub peer_addr: String,
+    /// Where the node listens for workers and the CLI.
+    pub client_addr: String,
+    /// The node's sled directory; relative paths are relative to the working directory.
+    pub data_dir: PathBuf,
+}
+
+mod defaults {
+    pub fn lease_timeout_ms() -> u64 {
+        3000
+    }
+    pub fn scan_interval_ms() -> u64 {
+        1000
+    }
+    pub fn heartbeat_interval_ms() -> u64 {
+        100
+    }
+    pub fn election_timeout_ms() -> [u64; 2] {
+        [300, 600]
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn max_payload_bytes() -> u64 {
+        1024 * 1024
+    }
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A field has a value that cannot work.
+    #[error("cluster.toml: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), message: message.into() }
+}
+
+impl ClusterConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        ClusterConfig::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => {
+                ConfigError::Parse { path: path.to_owned(), message }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        let config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("cluster.toml"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field; the first problem is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.name.trim().is_empty() {
+            return Err(invalid("cluster.name", "must not be empty"));
+        }
+        for (field, value) in [
+            ("cluster.lease_timeout_ms", c.lease_timeout_ms),
+            ("cluster.scan_interval_ms", c.scan_interval_ms),
+            ("cluster.heartbeat_interval_ms", c.heartbeat_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        let [min, max] = c.election_timeout_ms;
+        if min >= max {
+            return Err(invalid(
+                "cluster.election_timeout_ms",
+                format!("[{min}, {max}]: the first value must be below the second"),
+            ));
+        }
+        if c.heartbeat_interval_ms >= min {
+            return Err(invalid(
+                "cluster.heartbeat_interval_ms",
+                format!(
+                    "{} must be below the election timeout's minimum {min}",
+                    c.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if c.max_attempts == 0 {
+            return Err(invalid("cluster.max_attempts", "must be at least 1"));
+        }
+        let frame_budget = (MAX_FRAME_BYTES / 2) as u64;
+        if c.max_payload_bytes == 0 || c.max_payload_bytes > frame_budget {
+            return Err(invalid(
+                "cluster.max_payload_bytes",
+                format!("must be between 1 and {frame_budget}"),
+            ));
+        }
+        self.validate_nodes()
+    }
+
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
+        let n = self.node.len();
+        if n == 0 || n % 2 == 0 {
+            return Err(invalid("node", format!("{n} nodes listed; a cluster needs an odd number (1, 3 or 5) of [[node]] tables")));
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for (i, node) in self.node.iter().enumerate() {
+            let at = format!("node[{i}]");
+            if node.id == 0 {
+                return Err(invalid(format!("{at}.id"), "must be greater than 0"));
+            }
+            if !ids.insert(node.id) {
+                return Err(invalid(
+                    format!("{at}.id"),
+                    format!("id {} is used by two nodes", node.id),
+                ));
+            }
+            for (field, addr) in
+                [("peer_addr", &node.peer_addr), ("client_addr", &node.client_addr)]
+            {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return Err(invalid(
+                        format!("{at}.{field}"),
+                        format!("{addr:?} is not an IP:port address"),
+                    ));
+                }
+                if !addrs.insert(addr.clone()) {
+                    return Err(invalid(format!("{at}.{field}"), format!("{addr} is used twice")));
+                }
+            }
+            if node.data_dir.as_os_str().is_empty() {
+                return Err(invalid(format!("{at}.data_dir"), "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node with this id, or an error that lists the ids there are.
+    pub fn node(&self, id: NodeId) -> Result<&NodeConfig, ConfigError> {
+        self.node.iter().find(|n| n.id == id).ok_or_else(|| {
+            let ids: Vec<String> = self.node.iter().map(|n| n.id.to_string()).collect();
+            invalid("--id", format!("no [[node]] has id {id}; the ids are {}", ids.join(", ")))
+        })
+    }
+
+    /// The client addresses of every node: a client's seed list.
+    pub fn seeds(&self) -> Vec<String> {
+        self.node.iter().map(|n| n.client_addr.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [cluster]
+        name = "demo"
+        [[node]]
+        id = 1
+        peer_addr = "127.0.0.1:7101"
+        client_addr = "127.0.0.1:7001"
+        data_dir = "data/node1"
+        [[node]]
+        id = 2
+        peer_addr = "127.0.0.1:7102"
+        client_addr = "127.0.0.1:7002"
+        data_dir = "data/node2"
+        [[node]]
+        id = 3
+        peer_addr = "127.0.0.1:7103"
+        client_addr = "127.0.0.1:7003"
+        data_dir = "data/node3"
+    "#;
+
+    fn error_of(text: &str) -> String {
+        ClusterConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let c = ClusterConfig::parse(GOOD).unwrap();
+        assert_eq!(c.cluster.lease_timeout_ms, 3000);
+        assert_eq!(c.cluster.election_timeout_ms, [300, 600]);
+        assert_eq!(c.seeds(), vec!["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]);
+    }
+
+    #[test]
+    fn duplicate_id_is_named() {
+        let text = GOOD.replace("id = 2", "id = 1");
+        assert!(
+            error_of(&text).contains("node[1].id: id 1 is used by two nodes"),
+            "{}",
+            error_of(&text)
+        );
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let text = GOOD.replace("127.0.0.1:7002", "localhost-7002");
+        assert!(error_of(&text).contains("node[1].client_addr"), "{}", error_of(&text));
+    }
+
+    #[test]
+    fn even_node_count_is_refused() {
+        let two = &GOOD[..GOOD.find("[[node]]\n        id = 3").unwrap()];
+        assert!(error_of(two).contains("2 nodes listed"), "{}", error_of(two));
+        let none = &GOOD[..GOOD.find("[[node]]").unwrap()];
+        assert!(error_of(none).contains("0 nodes listed"), "{}", error_of(none));
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nlease_timeout = 5");
+        assert!(error_of(&text).contains("unknown field"), "{}", error_of(&text));
+    }
+
+    #[test]
+    fn election_timeout_must_exceed_heartbeat() {
+        let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nheartbeat_interval_ms = 400");
+        assert!(error_of(&text).contains("cluster.heartbeat_interval_ms"), "{}", error_of(&text));
+    }
+
+    #[test]
+    fn unknown_id_lists_the_known_ones() {
+        let c = ClusterConfig::parse(GOOD).unwrap();
+        assert!(c.node(7).unwrap_err().to_string().contains("the ids are 1, 2, 3"));
+    }
+}
