@@ -1,0 +1,71 @@
+//! Persistence on sled: the Raft log, the vote, and the task table.
+//!
+//! One `sled::Db` per node, three trees named for what they hold:
+//! - `log`: entries keyed by big-endian index, so iteration is log order;
+//! - `meta`: vote, committed id, last purged id, cluster name;
+//! - `table`: one row per task plus the applied log id, the membership and
+//!   the current snapshot, so that one `sled::Batch` updates the state
+//!   machine atomically.
+//!
+//! sled's flush covers the whole Db and fsyncs: every write that openraft is
+//! told is durable has been flushed first.
+
+mod log;
+mod state_machine;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use log::LogStore;
+pub use state_machine::{Applied, StateMachine};
+
+/// Why a data dir could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// sled could not open or read the directory.
+    #[error("cannot open the data dir {dir}: {source}")]
+    Sled { dir: String, source: sled::Error },
+    /// The directory holds another cluster's data.
+    #[error("the data dir {dir} belongs to cluster {found:?}, not {expected:?}; point data_dir at this cluster's own directory")]
+    OtherCluster { dir: String, found: String, expected: String },
+    /// A stored row cannot be decoded: the directory is corrupt.
+    #[error("the data dir {dir} is corrupt ({what}); wipe it and let the node catch up from the leader")]
+    Corrupt { dir: String, what: String },
+}
+
+/// Opens (or creates) a node's store in `dir` for the cluster `cluster_name`.
+pub fn open(dir: &Path, cluster_name: &str) -> Result<(LogStore, StateMachine), OpenError> {
+    let shown = dir.display().to_string();
+    let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
+    let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(sled_err)?;
+    let meta = db.open_tree("meta").map_err(sled_err)?;
+    match meta.get("cluster_name").map_err(sled_err)? {
+        Some(found) if found.as_ref() != cluster_name.as_bytes() => {
+            return Err(OpenError::OtherCluster {
+                dir: shown,
+                found: String::from_utf8_lossy(&found).into_owned(),
+                expected: cluster_name.to_owned(),
+            });
+        }
+        Some(_) => {}
+        None => {
+            meta.insert("cluster_name", cluster_name.as_bytes()).map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
+        }
+    }
+    let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta);
+    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?)
+        .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
+    Ok((log, sm))
+}
+
+/// Encodes a stored value. Encoding our own types into memory cannot fail.
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).expect("bincode encodes in-memory values")
+}
+
+/// Decodes a stored value.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::Error> {
+    bincode::deserialize(bytes)
+}

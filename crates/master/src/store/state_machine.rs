@@ -1,0 +1,236 @@
+//! [`StateMachine`]: openraft's `RaftStateMachine`, a thin adapter around
+//! `taskraft_core::Table`.
+//!
+//! It decodes entries, calls `Table::apply`, and writes the rows the entries
+//! touched together with the applied log id in one atomic `sled::Batch`,
+//! flushed before `apply` returns. Outcomes such as `Stale` are responses
+//! that were applied; a sled error or an undecodable snapshot is a
+//! `StorageError`, which stops the node: it is never answered as if applied.
+//!
+//! The table also lives in memory ([`Applied`], behind a std `RwLock` that is
+//! never held across an `.await`), where the client API and the leader's
+//! scanner read it. Each apply bumps a watch channel so that long-polls wake.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError,
+    StoredMembership,
+};
+use taskraft_core::{Response, Table, Task, TaskId};
+use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
+use tokio::sync::watch;
+
+use super::{decode, encode};
+
+const LAST_APPLIED: &[u8] = b"m:last_applied";
+const MEMBERSHIP: &[u8] = b"m:membership";
+const SNAPSHOT: &[u8] = b"s:current";
+const ROW_PREFIX: u8 = b't';
+
+fn row_key(id: TaskId) -> [u8; 9] {
+    let mut k = [ROW_PREFIX; 9];
+    k[1..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// The applied state: the table and the log position it reflects.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The task table.
+    pub table: Table,
+    /// The last entry applied to `table`.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The last membership applied.
+    pub membership: StoredMembership<NodeId, NodeInfo>,
+}
+
+/// A snapshot as stored: its meta and its bytes (the rows, bincode-encoded).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, NodeInfo>,
+    data: Vec<u8>,
+}
+
+/// The state machine of one node. Clones share the tree and the memory.
+#[derive(Clone)]
+pub struct StateMachine {
+    tree: sled::Tree,
+    applied: Arc<RwLock<Applied>>,
+    applied_index: Arc<watch::Sender<u64>>,
+}
+
+impl StateMachine {
+    /// Loads the table from its tree. The error says what could not be decoded.
+    pub(super) fn open(tree: sled::Tree) -> Result<StateMachine, String> {
+        let mut rows = Vec::new();
+        for kv in tree.scan_prefix([ROW_PREFIX]) {
+            let (_, v) = kv.map_err(|e| e.to_string())?;
+            rows.push(decode::<Task>(&v).map_err(|e| format!("task row: {e}"))?);
+        }
+        let get = |k: &[u8]| tree.get(k).map_err(|e| e.to_string());
+        let last_applied = match get(LAST_APPLIED)? {
+            Some(v) => decode(&v).map_err(|e| format!("applied log id: {e}"))?,
+            None => None,
+        };
+        let membership = match get(MEMBERSHIP)? {
+            Some(v) => decode(&v).map_err(|e| format!("membership: {e}"))?,
+            None => StoredMembership::default(),
+        };
+        let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
+        let applied = Applied { table: Table::from_tasks(rows), last_applied, membership };
+        Ok(StateMachine {
+            tree,
+            applied: Arc::new(RwLock::new(applied)),
+            applied_index: Arc::new(watch::channel(index).0),
+        })
+    }
+
+    /// The in-memory applied state, for readers.
+    pub fn applied(&self) -> Arc<RwLock<Applied>> {
+        self.applied.clone()
+    }
+
+    /// A watch of the last applied index; changes after every apply.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied_index.subscribe()
+    }
+
+    fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
+        let Some(bytes) = self.tree.get(SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))? else {
+            return Ok(None);
+        };
+        decode(&bytes).map(Some).map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>>
+    {
+        let a = self.applied.read().expect("applied lock");
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        let mut responses = Vec::new();
+        let index = {
+            let mut a = self.applied.write().expect("applied lock");
+            let mut touched = BTreeSet::new();
+            for entry in entries {
+                a.last_applied = Some(entry.log_id);
+                responses.push(match entry.payload {
+                    EntryPayload::Blank => Response::Empty,
+                    EntryPayload::Normal(cmd) => a.table.apply_touching(cmd, &mut touched),
+                    EntryPayload::Membership(m) => {
+                        a.membership = StoredMembership::new(Some(entry.log_id), m);
+                        batch.insert(MEMBERSHIP, encode(&a.membership));
+                        Response::Empty
+                    }
+                });
+            }
+            for id in touched {
+                let task = a.table.get(id).expect("a touched task exists");
+                batch.insert(&row_key(id), encode(task));
+            }
+            batch.insert(LAST_APPLIED, encode(&a.last_applied));
+            a.last_applied.map_or(0, |l| l.index)
+        };
+        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.applied_index.send_replace(index);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // openraft builds the snapshot in another task while later entries
+        // apply, so take a consistent copy now.
+        let copy = self.applied.read().expect("applied lock").clone();
+        SnapshotBuilder { copy, tree: self.tree.clone() }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let rows: Vec<Task> = decode(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let membership = meta.last_membership.clone();
+        // Replace the whole state machine in one batch: rows absent from the
+        // snapshot must not survive it.
+        let mut batch = sled::Batch::default();
+        for kv in self.tree.iter() {
+            let (k, _) = kv.map_err(|e| StorageIOError::write_state_machine(&e))?;
+            batch.remove(k);
+        }
+        for task in &rows {
+            batch.insert(&row_key(task.id), encode(task));
+        }
+        batch.insert(LAST_APPLIED, encode(&meta.last_log_id));
+        batch.insert(MEMBERSHIP, encode(&membership));
+        batch.insert(SNAPSHOT, encode(&StoredSnapshot { meta: meta.clone(), data }));
+        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        *self.applied.write().expect("applied lock") =
+            Applied { table: Table::from_tasks(rows), last_applied: meta.last_log_id, membership };
+        self.applied_index.send_replace(index);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.read_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
+
+/// Serializes a copy of the applied state taken by `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    copy: Applied,
+    tree: sled::Tree,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let rows: Vec<&Task> = self.copy.table.tasks().collect();
+        let data = encode(&rows);
+        let index = self.copy.last_applied.map_or(0, |l| l.index);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let meta = SnapshotMeta {
+            last_log_id: self.copy.last_applied,
+            last_membership: self.copy.membership.clone(),
+            snapshot_id: format!("{index}-{nanos}"),
+        };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.tree
+            .insert(SNAPSHOT, encode(&stored))
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
