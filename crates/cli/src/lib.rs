@@ -1,1 +1,73 @@
+//! The `taskraft` command-line tool.
+//!
+//! `main` parses the arguments, sets up logging, runs one subcommand and
+//! maps the result to the exit status: 0 success, 1 the operation failed,
+//! 2 bad usage or config.
 
+#![warn(clippy::all)]
+
+mod args;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// Why a command failed, and with which exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or config: exit 2.
+    Usage(anyhow::Error),
+    /// The operation failed: exit 1.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Failed(e.into())
+    }
+}
+
+/// Runs the tool with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        args::Command::Master(_) | args::Command::Worker(_) => "info,openraft=error,tarpc=error",
+        _ => "warn,openraft=error,tarpc=error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+    abort_on_panic();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(cmd::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Failed(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A panic anywhere (say, in `apply`) logs and aborts the process: a node
+/// must not go on as a zombie replica with a half-applied table.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(%info, "panic; aborting");
+        default(info);
+        std::process::abort();
+    }));
+}

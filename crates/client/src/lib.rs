@@ -1,1 +1,321 @@
+//! The taskraft client library: from a seed list to the leader, and the one
+//! retry policy every caller uses.
+//!
+//! [`Client`] keeps one multiplexed connection per master it has talked to.
+//! A call goes to the last known leader (or the next seed), follows
+//! `NotLeader { leader }` redirects at once, and otherwise retries with
+//! jittered exponential backoff until the client's overall deadline. Every
+//! single attempt has its own deadline, so a paused or partitioned master
+//! costs at most that long.
+//!
+//! A call whose outcome is unknown (a timeout, a broken connection, an
+//! `Unavailable` answer) is retried only when retrying is safe: lease calls
+//! are fenced by the lease, `request` at worst leases a task that then
+//! expires, and reads change nothing. A submit is retried after an unknown
+//! outcome only when every task carries an idempotency key.
 
+#![warn(clippy::all)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tarpc::client::RpcError;
+use tarpc::context;
+use taskraft_core::{Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
+use taskraft_proto::client::{Assignment, ClientServiceClient, ClusterStatus};
+use taskraft_proto::{transport, WireError};
+use tracing::{debug, warn};
+
+/// How a client times and retries its calls.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Deadline of one attempt (a long poll adds its wait to this).
+    pub call_timeout: Duration,
+    /// How long one call keeps retrying before it gives up.
+    pub retry_for: Duration,
+    /// First pause between attempts; doubles up to `max_backoff`, with jitter.
+    pub min_backoff: Duration,
+    /// Longest pause between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            call_timeout: Duration::from_millis(1500),
+            retry_for: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a call failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The cluster refused the request; retrying it unchanged will not help.
+    #[error("{0}")]
+    Refused(WireError),
+    /// No leader answered within the retry budget.
+    #[error("no leader answered within {waited:?} (seeds {seeds}); last error: {last}")]
+    Unavailable { waited: Duration, seeds: String, last: String },
+    /// The outcome is unknown and the call is not safe to retry.
+    #[error("the outcome is unknown ({0}); submit with keys to make retries safe")]
+    Unknown(String),
+    /// The client was built without seeds.
+    #[error(
+        "no seed addresses: pass --seeds, set TASKRAFT_SEEDS, or point --config at cluster.toml"
+    )]
+    NoSeeds,
+}
+
+/// The result of a client call.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// What one attempt told us to do next.
+enum Next {
+    Redirect(String),
+    Backoff(String),
+}
+
+struct State {
+    leader: Option<String>,
+    next_seed: usize,
+    conns: HashMap<String, ClientServiceClient>,
+}
+
+/// A connection to a taskraft cluster through its seed list.
+pub struct Client {
+    seeds: Vec<String>,
+    options: ClientOptions,
+    state: Mutex<State>,
+}
+
+impl Client {
+    /// A client of the cluster whose client addresses include `seeds`.
+    pub fn new(seeds: Vec<String>) -> Client {
+        Client::with_options(seeds, ClientOptions::default())
+    }
+
+    /// A client with its own timing.
+    pub fn with_options(seeds: Vec<String>, options: ClientOptions) -> Client {
+        let state = State { leader: None, next_seed: 0, conns: HashMap::new() };
+        Client { seeds, options, state: Mutex::new(state) }
+    }
+
+    /// The seed list.
+    pub fn seeds(&self) -> &[String] {
+        &self.seeds
+    }
+
+    /// The address that answered last as the leader, if any.
+    pub fn leader(&self) -> Option<String> {
+        self.state.lock().expect("client lock").leader.clone()
+    }
+
+    fn target(&self) -> Option<String> {
+        let mut s = self.state.lock().expect("client lock");
+        if let Some(l) = &s.leader {
+            return Some(l.clone());
+        }
+        let seed = self.seeds.get(s.next_seed % self.seeds.len().max(1))?.clone();
+        s.next_seed += 1;
+        Some(seed)
+    }
+
+    async fn connection(&self, addr: &str) -> std::io::Result<ClientServiceClient> {
+        if let Some(c) = self.state.lock().expect("client lock").conns.get(addr) {
+            return Ok(c.clone());
+        }
+        let t = transport::connect(addr, self.options.call_timeout).await?;
+        let c = ClientServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        self.state.lock().expect("client lock").conns.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    fn forget(&self, addr: &str, drop_conn: bool) {
+        let mut s = self.state.lock().expect("client lock");
+        if s.leader.as_deref() == Some(addr) {
+            s.leader = None;
+        }
+        if drop_conn {
+            s.conns.remove(addr);
+        }
+    }
+
+    /// Runs `f` against the leader with redirects and retries.
+    /// `extra` lengthens each attempt's deadline (a long poll's wait);
+    /// `idempotent` says whether an unknown outcome may be retried.
+    async fn call<T, F, Fut>(&self, extra: Duration, idempotent: bool, f: F) -> Result<T>
+    where
+        F: Fn(ClientServiceClient, context::Context) -> Fut,
+        Fut: Future<Output = std::result::Result<std::result::Result<T, WireError>, RpcError>>,
+    {
+        if self.seeds.is_empty() {
+            return Err(ClientError::NoSeeds);
+        }
+        let started = Instant::now();
+        let mut backoff = self.options.min_backoff;
+        let mut attempts = 0u32;
+        loop {
+            let addr = self.target().expect("seeds are not empty");
+            let next = match self.connection(&addr).await {
+                Err(e) => {
+                    self.forget(&addr, true);
+                    Next::Backoff(format!("cannot connect to {addr}: {e}"))
+                }
+                Ok(conn) => {
+                    let mut ctx = context::current();
+                    ctx.deadline = Instant::now() + self.options.call_timeout + extra;
+                    match f(conn, ctx).await {
+                        Ok(Ok(v)) => {
+                            self.state.lock().expect("client lock").leader = Some(addr);
+                            return Ok(v);
+                        }
+                        Ok(Err(WireError::NotLeader { leader: Some(hint) }))
+                            if hint.client_addr != addr =>
+                        {
+                            Next::Redirect(hint.client_addr)
+                        }
+                        Ok(Err(e @ WireError::NotLeader { .. })) => {
+                            self.forget(&addr, false);
+                            Next::Backoff(format!("{addr}: {e}"))
+                        }
+                        Ok(Err(e @ WireError::Unavailable(_))) => {
+                            self.forget(&addr, false);
+                            if !idempotent {
+                                return Err(ClientError::Unknown(e.to_string()));
+                            }
+                            Next::Backoff(format!("{addr}: {e}"))
+                        }
+                        Ok(Err(e)) => return Err(ClientError::Refused(e)),
+                        Err(e) => {
+                            let broken = !matches!(e, RpcError::DeadlineExceeded);
+                            self.forget(&addr, broken);
+                            if !idempotent {
+                                return Err(ClientError::Unknown(format!("{addr}: {e}")));
+                            }
+                            Next::Backoff(format!("{addr}: {e}"))
+                        }
+                    }
+                }
+            };
+            attempts += 1;
+            match next {
+                Next::Redirect(to) if attempts < 16 => {
+                    debug!(to = %to, "redirected to the leader");
+                    self.state.lock().expect("client lock").leader = Some(to);
+                }
+                Next::Redirect(to) | Next::Backoff(to) => {
+                    if started.elapsed() >= self.options.retry_for {
+                        return Err(ClientError::Unavailable {
+                            waited: started.elapsed(),
+                            seeds: self.seeds.join(","),
+                            last: to,
+                        });
+                    }
+                    if attempts % 20 == 0 {
+                        warn!(attempts, last = %to, "still looking for the leader; retrying with backoff");
+                    } else {
+                        debug!(last = %to, "retrying");
+                    }
+                    let jitter = rand::thread_rng().gen_range(0.5..1.0);
+                    tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                    backoff = (backoff * 2).min(self.options.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// Adds tasks; ids come back in order.
+    pub async fn submit(&self, tasks: Vec<NewTask>) -> Result<Vec<Submitted>> {
+        let keyed = tasks.iter().all(|t| t.key.is_some());
+        self.call(Duration::ZERO, keyed, |c, ctx| {
+            let tasks = tasks.clone();
+            async move { c.submit(ctx, tasks).await }
+        })
+        .await
+    }
+
+    /// Leases up to `max` tasks, waiting up to `wait` for one.
+    pub async fn request(&self, worker: &WorkerId, max: u32, wait: Duration) -> Result<Assignment> {
+        let wait_ms = wait.as_millis() as u64;
+        self.call(wait, true, |c, ctx| {
+            let worker = worker.clone();
+            async move { c.request(ctx, worker, max, wait_ms).await }
+        })
+        .await
+    }
+
+    /// Records a lease's result.
+    pub async fn complete(
+        &self,
+        lease: Lease,
+        worker: &WorkerId,
+        result: Vec<u8>,
+    ) -> Result<Outcome> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let (worker, result) = (worker.clone(), result.clone());
+            async move { c.complete(ctx, lease, worker, result).await }
+        })
+        .await
+    }
+
+    /// Reports a lease's failure.
+    pub async fn fail(&self, lease: Lease, worker: &WorkerId, error: String) -> Result<Outcome> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let (worker, error) = (worker.clone(), error.clone());
+            async move { c.fail(ctx, lease, worker, error).await }
+        })
+        .await
+    }
+
+    /// Restarts a lease's clock.
+    pub async fn extend(&self, lease: Lease, worker: &WorkerId) -> Result<Outcome> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let worker = worker.clone();
+            async move { c.extend(ctx, lease, worker).await }
+        })
+        .await
+    }
+
+    /// Members, leader, term and counts.
+    pub async fn status(&self) -> Result<ClusterStatus> {
+        self.call(Duration::ZERO, true, |c, ctx| async move { c.status(ctx).await }).await
+    }
+
+    /// A page of tasks in id order after `after`.
+    pub async fn tasks(
+        &self,
+        status: Option<Status>,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>> {
+        self.call(
+            Duration::ZERO,
+            true,
+            |c, ctx| async move { c.tasks(ctx, status, after, limit).await },
+        )
+        .await
+    }
+
+    /// Every task (optionally of one status), fetched page by page.
+    pub async fn all_tasks(&self, status: Option<Status>) -> Result<Vec<Task>> {
+        let mut all: Vec<Task> = Vec::new();
+        loop {
+            let page = self.tasks(status, all.last().map(|t| t.id), 10_000).await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// One task.
+    pub async fn task(&self, id: TaskId) -> Result<Task> {
+        self.call(Duration::ZERO, true, |c, ctx| async move { c.task(ctx, id).await }).await
+    }
+}

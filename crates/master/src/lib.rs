@@ -1,6 +1,31 @@
 //! One taskraft master node: openraft on sled, the peer and client RPC
 //! servers, and the duties only the leader performs.
+//!
+//! - [`store`]: the Raft log and the task table on sled;
+//! - [`network`]: openraft's network over the tarpc peer service;
+//! - [`peer`] and [`api`]: the two services a node answers;
+//! - [`leader`]: the lease scanner, run only while this node leads;
+//! - [`node`]: wires it all together, and shuts it down in reverse order.
 
 #![warn(clippy::all)]
 
+pub mod api;
+pub mod leader;
+pub mod network;
+pub mod node;
+pub mod peer;
+pub mod server;
 pub mod store;
+
+pub use node::{Node, NodeError};
+
+/// openraft's handle with taskraft's types.
+pub type Raft = openraft::Raft<taskraft_proto::TypeConfig>;
+
+/// The leader's wall clock in ms since the Unix epoch: the only way time
+/// enters the table, as a field of a proposed command.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

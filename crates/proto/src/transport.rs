@@ -1,15 +1,16 @@
-//! The one place that builds tarpc transports: TCP, bincode, and a frame
-//! limit large enough for snapshot chunks and batched submits.
+//! The one place that builds tarpc transports: TCP with `TCP_NODELAY`,
+//! length-delimited bincode frames, and a frame limit large enough for
+//! snapshot chunks and batched submits.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::{de::DeserializeOwned, Serialize};
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_serde::formats::Bincode;
-use tokio::net::TcpStream;
+use tarpc::tokio_util::codec::LengthDelimitedCodec;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Largest frame accepted on any port. A malformed or hostile length prefix
 /// above it closes the connection instead of allocating.
@@ -18,19 +19,33 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// A tarpc transport over TCP with bincode frames.
 pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, Bincode<In, Out>>;
 
-/// Binds `addr` and yields one transport per accepted connection. Returns the
-/// bound address too (useful with port 0).
-pub async fn listen<In, Out>(
-    addr: SocketAddr,
-) -> io::Result<(SocketAddr, impl Stream<Item = TcpTransport<In, Out>>)>
+fn framed<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let mut incoming = tarpc::serde_transport::tcp::listen(addr, Bincode::default).await?;
-    incoming.config_mut().max_frame_length(MAX_FRAME_BYTES);
-    let local = incoming.local_addr();
-    Ok((local, incoming.filter_map(|conn| async move { conn.ok() })))
+    // Small request/response frames: Nagle's algorithm would hold them back.
+    let _ = stream.set_nodelay(true);
+    let framed =
+        LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_framed(stream);
+    tarpc::serde_transport::new(framed, Bincode::default())
+}
+
+/// Yields one transport per connection accepted on `listener`. An accept
+/// error (e.g. out of file descriptors) is retried after a short pause.
+pub fn incoming<In, Out>(listener: TcpListener) -> impl Stream<Item = TcpTransport<In, Out>>
+where
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    futures::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => return Some((framed(stream), listener)),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
 }
 
 /// Connects to `addr`, giving up after `timeout`.
@@ -39,10 +54,8 @@ where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let mut connect = tarpc::serde_transport::tcp::connect(addr, Bincode::default);
-    connect.config_mut().max_frame_length(MAX_FRAME_BYTES);
-    match tokio::time::timeout(timeout, connect).await {
-        Ok(result) => result,
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(stream) => Ok(framed(stream?)),
         Err(_) => {
             Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")))
         }

@@ -53,8 +53,7 @@ impl LogStore {
         let Some((_, bytes)) = self.log.last().map_err(|e| StorageIOError::read_logs(&e))? else {
             return Ok(None);
         };
-        let entry: Entry<TypeConfig> =
-            decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+        let entry: Entry<TypeConfig> = decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
         Ok(Some(entry.log_id))
     }
 

@@ -30,7 +30,9 @@ pub enum OpenError {
     #[error("the data dir {dir} belongs to cluster {found:?}, not {expected:?}; point data_dir at this cluster's own directory")]
     OtherCluster { dir: String, found: String, expected: String },
     /// A stored row cannot be decoded: the directory is corrupt.
-    #[error("the data dir {dir} is corrupt ({what}); wipe it and let the node catch up from the leader")]
+    #[error(
+        "the data dir {dir} is corrupt ({what}); wipe it and let the node catch up from the leader"
+    )]
     Corrupt { dir: String, what: String },
 }
 

@@ -100,7 +100,9 @@ impl StateMachine {
     }
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        let Some(bytes) = self.tree.get(SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))? else {
+        let Some(bytes) =
+            self.tree.get(SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))?
+        else {
             return Ok(None);
         };
         decode(&bytes).map(Some).map_err(|e| StorageIOError::read_snapshot(None, &e).into())
@@ -172,8 +174,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let rows: Vec<Task> = decode(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let rows: Vec<Task> =
+            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let membership = meta.last_membership.clone();
         // Replace the whole state machine in one batch: rows absent from the
         // snapshot must not survive it.
@@ -200,7 +202,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.read_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(self
+            .read_snapshot()?
+            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }
 

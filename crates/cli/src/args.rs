@@ -1,0 +1,142 @@
+//! The command line, as clap types. Every subcommand and flag has its help text here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// taskraft: hands tasks from a replicated master to workers, and survives the master's death.
+#[derive(Debug, Parser)]
+#[command(name = "taskraft", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one master node of the cluster described by the config.
+    Master(MasterArgs),
+    /// Run a pull worker: request a task, process it, submit the result, repeat.
+    Worker(WorkerArgs),
+    /// Submit tasks (arguments, --file one per line, or --stdin one per line).
+    Submit(SubmitArgs),
+    /// Show members, leader, term and task counts.
+    Status(ReadArgs),
+    /// List tasks.
+    Tasks(TasksArgs),
+    /// Show one task and its result.
+    Result(ResultArgs),
+    /// Wait until no task is idle or in progress.
+    Wait(WaitArgs),
+}
+
+/// Where the cluster is, for every client command.
+#[derive(Debug, Args)]
+pub struct Seeds {
+    /// Client addresses of the masters, comma-separated (any subset works; the leader is found).
+    #[arg(long, env = "TASKRAFT_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+    /// The cluster config, used for the seed list when --seeds is not given.
+    #[arg(long, env = "TASKRAFT_CONFIG", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// How long a call keeps retrying (across leader changes) before it fails.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_for: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// The cluster config.
+    #[arg(long, env = "TASKRAFT_CONFIG", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// This node's id, as in a [[node]] table of the config.
+    #[arg(long)]
+    pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub seeds: Seeds,
+    /// This worker's name, unique among workers (e.g. w01).
+    #[arg(long)]
+    pub id: String,
+    /// Run CMD with `sh -c`, the task's data on stdin; stdout is the result, a non-zero exit a failure.
+    #[arg(long, value_name = "CMD", conflicts_with = "handler")]
+    pub exec: Option<String>,
+    /// A built-in handler: echo, upper or sleep:MS.
+    #[arg(long, default_value = "echo")]
+    pub handler: String,
+    /// Tasks processed at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Exit once nothing is idle or in progress.
+    #[arg(long)]
+    pub exit_when_done: bool,
+    /// Do not extend leases while a task runs (reproduces the origin's timeout scenario).
+    #[arg(long)]
+    pub no_extend: bool,
+    /// How long one request for a task waits before asking again.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub poll_wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub seeds: Seeds,
+    /// Task payloads, one task each.
+    pub data: Vec<String>,
+    /// Read tasks from a file, one per line.
+    #[arg(long, conflicts_with = "stdin")]
+    pub file: Option<PathBuf>,
+    /// Read tasks from standard input, one per line.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Idempotency key; with several tasks, task i gets KEY-i. A repeated key returns the existing task.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Priority: higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Print {"ids": [...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub seeds: Seeds,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Only tasks in this status: idle, in_progress, completed or dead.
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The task id.
+    pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Give up (exit 1) after this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}

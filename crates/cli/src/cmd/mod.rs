@@ -1,0 +1,66 @@
+//! One module per subcommand; this one dispatches and holds what they share.
+
+mod master;
+mod read;
+mod submit;
+mod wait;
+mod worker;
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use taskraft_client::{Client, ClientOptions};
+use taskraft_proto::ClusterConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{Command, Seeds};
+use crate::Failure;
+
+/// Runs one subcommand.
+pub async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Master(a) => master::run(a).await,
+        Command::Worker(a) => worker::run(a).await,
+        Command::Submit(a) => submit::run(a).await,
+        Command::Status(a) => read::status(a).await,
+        Command::Tasks(a) => read::tasks(a).await,
+        Command::Result(a) => read::result(a).await,
+        Command::Wait(a) => wait::run(a).await,
+    }
+}
+
+/// A client for the seeds of `--seeds`, `TASKRAFT_SEEDS` or the config file.
+fn client(seeds: &Seeds) -> Result<Arc<Client>, Failure> {
+    let list: Vec<String> =
+        seeds.seeds.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let options = ClientOptions { retry_for: seeds.retry_for, ..ClientOptions::default() };
+    if !list.is_empty() {
+        return Ok(Arc::new(Client::with_options(list, options)));
+    }
+    let config = ClusterConfig::load(&seeds.config).map_err(|e| {
+        Failure::Usage(anyhow!("{e}\nno seeds: pass --seeds A,B,C, set TASKRAFT_SEEDS, or point --config at cluster.toml"))
+    })?;
+    Ok(Arc::new(Client::with_options(config.seeds(), options)))
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received; shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+/// Prints a JSON value on one line.
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}

@@ -1,0 +1,49 @@
+//! `taskraft status`, `tasks` and `result`: linearizable reads from the leader.
+
+use anyhow::anyhow;
+use serde_json::Value;
+use taskraft_core::{Status, TaskId};
+
+use crate::args::{ReadArgs, ResultArgs, TasksArgs};
+use crate::output;
+use crate::Failure;
+
+pub async fn status(args: ReadArgs) -> Result<(), Failure> {
+    let status = super::client(&args.seeds)?.status().await?;
+    if args.json {
+        super::print_json(&output::status_json(&status));
+    } else {
+        println!("{}", output::status_text(&status));
+    }
+    Ok(())
+}
+
+pub async fn tasks(args: TasksArgs) -> Result<(), Failure> {
+    let status = match &args.status {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            Failure::Usage(anyhow!(
+                "unknown status {s:?}; use idle, in_progress, completed or dead"
+            ))
+        })?),
+    };
+    let tasks = super::client(&args.read.seeds)?.all_tasks(status).await?;
+    if args.read.json {
+        super::print_json(&Value::Array(tasks.iter().map(output::task_json).collect()));
+    } else {
+        for t in &tasks {
+            println!("{}", output::task_line(t));
+        }
+    }
+    Ok(())
+}
+
+pub async fn result(args: ResultArgs) -> Result<(), Failure> {
+    let task = super::client(&args.read.seeds)?.task(TaskId(args.id)).await?;
+    if args.read.json {
+        super::print_json(&output::task_json(&task));
+    } else {
+        println!("{}", output::task_line(&task));
+    }
+    Ok(())
+}

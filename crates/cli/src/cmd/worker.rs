@@ -1,0 +1,31 @@
+//! `taskraft worker`: the pull loop until drained (with --exit-when-done) or signalled.
+
+use anyhow::anyhow;
+use taskraft_core::WorkerId;
+use taskraft_worker::{handler, Worker, WorkerOptions};
+use tracing::info;
+
+use crate::args::WorkerArgs;
+use crate::Failure;
+
+pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
+    if args.id.trim().is_empty() {
+        return Err(Failure::Usage(anyhow!("--id must not be empty")));
+    }
+    let handler = match &args.exec {
+        Some(cmd) => handler::exec(cmd.clone()),
+        None => handler::builtin(&args.handler).map_err(|e| Failure::Usage(anyhow!(e)))?,
+    };
+    let client = super::client(&args.seeds)?;
+    let options = WorkerOptions {
+        concurrency: args.concurrency,
+        extend: !args.no_extend,
+        exit_when_done: args.exit_when_done,
+        poll_wait: args.poll_wait,
+    };
+    info!(worker = %args.id, seeds = ?client.seeds(), "worker started");
+    let worker = Worker::new(client, WorkerId(args.id.clone()), options);
+    let summary = worker.run(handler, super::shutdown_signal()).await?;
+    info!(worker = %args.id, completed = summary.completed, failed = summary.failed, fenced = summary.fenced, "worker stopped");
+    Ok(())
+}

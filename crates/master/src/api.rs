@@ -1,0 +1,382 @@
+//! [`Api`]: the client service, answered by the leader.
+//!
+//! Writes go through `raft.client_write` and are answered after they are
+//! committed and applied; reads first confirm leadership with a quorum
+//! (`ensure_linearizable`). A node that is not the leader answers
+//! `NotLeader` with the leader's client address when it knows one.
+//!
+//! Input is checked here, before anything is proposed: an oversized payload,
+//! an empty worker id or an absurd wait is refused and nothing is written.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::{ServerState, TryAsRef};
+use tarpc::context::Context;
+use taskraft_core::{
+    Command, Lease, NewTask, Outcome, Response, Status, Submitted, Task, TaskId, WorkerId,
+};
+use taskraft_proto::client::{
+    Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, MAX_TASKS_PER_REQUEST,
+    MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
+};
+use taskraft_proto::config::ClusterSettings;
+use taskraft_proto::{LeaderHint, NodeId, NodeInfo, WireError};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::store::Applied;
+use crate::{now_ms, Raft};
+
+/// Most tasks one `tasks` call returns.
+const MAX_LIST: u32 = 10_000;
+/// Longest idempotency key accepted.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// The client service of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Api(Arc<Inner>);
+
+struct Inner {
+    raft: Raft,
+    applied: Arc<RwLock<Applied>>,
+    applied_index: watch::Receiver<u64>,
+    settings: ClusterSettings,
+    /// How long a proposal may wait for commit before the answer is "unknown".
+    propose_timeout: Duration,
+}
+
+impl Api {
+    /// The API of a node whose Raft is `raft` and whose table is `applied`.
+    pub fn new(
+        raft: Raft,
+        applied: Arc<RwLock<Applied>>,
+        applied_index: watch::Receiver<u64>,
+        settings: ClusterSettings,
+    ) -> Api {
+        let propose_timeout =
+            Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
+        Api(Arc::new(Inner { raft, applied, applied_index, settings, propose_timeout }))
+    }
+
+    /// Proposes `cmd` and waits until it is applied here.
+    async fn propose(&self, cmd: Command) -> Result<Response, WireError> {
+        let write = self.0.raft.client_write(cmd);
+        match tokio::time::timeout(self.0.propose_timeout, write).await {
+            Ok(Ok(r)) => Ok(r.data),
+            Ok(Err(e)) => Err(self.wire_error(e)),
+            Err(_) => Err(WireError::Unavailable(
+                "the write was not committed in time (no quorum?); its outcome is unknown".into(),
+            )),
+        }
+    }
+
+    /// Confirms leadership with a quorum and waits until the table is current.
+    async fn linearizable(&self) -> Result<(), WireError> {
+        let check = self.0.raft.ensure_linearizable();
+        match tokio::time::timeout(self.0.propose_timeout, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.wire_error(e)),
+            Err(_) => {
+                Err(WireError::Unavailable("leadership could not be confirmed in time".into()))
+            }
+        }
+    }
+
+    /// The one mapping from openraft's errors to wire errors.
+    fn wire_error<E>(&self, e: RaftError<NodeId, E>) -> WireError
+    where
+        E: TryAsRef<ForwardToLeader<NodeId, NodeInfo>> + std::error::Error,
+    {
+        match e.forward_to_leader::<NodeInfo>() {
+            Some(_) => self.not_leader(),
+            None => WireError::Unavailable(e.to_string()),
+        }
+    }
+
+    /// `NotLeader` with the leader's client address, if this node knows it.
+    fn not_leader(&self) -> WireError {
+        let m = self.0.raft.metrics().borrow().clone();
+        let leader = m.current_leader.filter(|id| *id != m.id).and_then(|id| {
+            let node = m.membership_config.membership().get_node(&id)?;
+            Some(LeaderHint { id, client_addr: node.client_addr.clone() })
+        });
+        WireError::NotLeader { leader }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.0.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    fn check_worker(worker: &WorkerId) -> Result<(), WireError> {
+        if worker.0.trim().is_empty() {
+            return Err(WireError::Invalid("the worker id is empty".into()));
+        }
+        if worker.0.len() > MAX_WORKER_ID_BYTES {
+            return Err(WireError::Invalid(format!(
+                "the worker id is {} bytes; at most {MAX_WORKER_ID_BYTES} are allowed",
+                worker.0.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, what: &str, len: usize) -> Result<(), WireError> {
+        let limit = self.0.settings.max_payload_bytes;
+        if len as u64 > limit {
+            return Err(WireError::Invalid(format!(
+                "{what} is {len} bytes; the cluster's max_payload_bytes is {limit}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_submit(&self, tasks: &[NewTask]) -> Result<(), WireError> {
+        if tasks.is_empty() {
+            return Err(WireError::Invalid("no tasks to submit".into()));
+        }
+        if tasks.len() > MAX_TASKS_PER_SUBMIT {
+            return Err(WireError::Invalid(format!(
+                "{} tasks in one submit; at most {MAX_TASKS_PER_SUBMIT} are allowed",
+                tasks.len()
+            )));
+        }
+        for (i, t) in tasks.iter().enumerate() {
+            self.check_size(&format!("the payload of task #{}", i + 1), t.data.len())?;
+            if t.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+                return Err(WireError::Invalid(format!(
+                    "the key of task #{} is longer than {MAX_KEY_BYTES} bytes",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes a lease command and logs a fenced submission.
+    async fn lease_command(
+        &self,
+        what: &str,
+        lease: Lease,
+        worker: &WorkerId,
+        cmd: Command,
+    ) -> Result<Outcome, WireError> {
+        match self.propose(cmd).await? {
+            Response::Outcome(o) => {
+                if matches!(o, Outcome::Stale | Outcome::Duplicate) {
+                    info!(%lease, %worker, outcome = ?o, "fenced {what}: not recorded");
+                }
+                Ok(o)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leases up to `max` idle tasks, or `None` when nothing was idle.
+    async fn try_assign(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+    ) -> Result<Option<Assignment>, WireError> {
+        if self.0.applied.read().expect("applied lock").table.counts().idle == 0 {
+            return Ok(None);
+        }
+        let cmd = Command::Assign { worker: worker.clone(), max, now_ms: now_ms() };
+        match self.propose(cmd).await? {
+            Response::Assigned(tasks) if tasks.is_empty() => Ok(None),
+            Response::Assigned(tasks) => Ok(Some(self.leased(tasks))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The answer when a long poll ends empty-handed: `Drained` if nothing is
+    /// idle or in progress (confirmed with a quorum), else `NoTask`.
+    async fn empty_handed(&self) -> Result<Assignment, WireError> {
+        self.linearizable().await?;
+        let counts = self.0.applied.read().expect("applied lock").table.counts();
+        Ok(if counts.idle == 0 && counts.in_progress == 0 {
+            Assignment::Drained
+        } else {
+            Assignment::NoTask
+        })
+    }
+
+    fn leased(&self, tasks: Vec<Task>) -> Assignment {
+        let tasks = tasks
+            .into_iter()
+            .filter_map(|t| Some(LeasedTask { lease: t.lease()?, data: t.data }))
+            .collect();
+        Assignment::Leased { tasks, lease_timeout_ms: self.0.settings.lease_timeout_ms }
+    }
+}
+
+fn unexpected(r: Response) -> WireError {
+    warn!(?r, "a command was answered with a response of another command");
+    WireError::Unavailable(format!("unexpected response {r:?}"))
+}
+
+impl ClientService for Api {
+    async fn submit(
+        self,
+        _: Context,
+        mut tasks: Vec<NewTask>,
+    ) -> Result<Vec<Submitted>, WireError> {
+        self.check_submit(&tasks)?;
+        for t in &mut tasks {
+            if t.max_attempts == 0 {
+                t.max_attempts = self.0.settings.max_attempts;
+            }
+        }
+        match self.propose(Command::Submit { tasks, now_ms: now_ms() }).await? {
+            Response::Submitted(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn request(
+        self,
+        _: Context,
+        worker: WorkerId,
+        max: u32,
+        wait_ms: u64,
+    ) -> Result<Assignment, WireError> {
+        Self::check_worker(&worker)?;
+        if max == 0 || max > MAX_TASKS_PER_REQUEST {
+            return Err(WireError::Invalid(format!(
+                "asked for {max} tasks; ask for 1 to {MAX_TASKS_PER_REQUEST}"
+            )));
+        }
+        if wait_ms > MAX_WAIT_MS {
+            return Err(WireError::Invalid(format!(
+                "a wait of {wait_ms} ms; at most {MAX_WAIT_MS} ms is allowed"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        let mut applied = self.0.applied_index.clone();
+        let mut metrics = self.0.raft.metrics();
+        loop {
+            // A deposed leader answers its waiters at once.
+            if !self.is_leader() {
+                return Err(self.not_leader());
+            }
+            applied.borrow_and_update();
+            if let Some(answer) = self.try_assign(&worker, max).await? {
+                return Ok(answer);
+            }
+            // Wait for an apply (a submit, a fail, an expiry may make a task
+            // idle), a leadership change, or the end of the poll.
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = metrics.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return self.empty_handed().await,
+            }
+        }
+    }
+
+    async fn complete(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+        result: Vec<u8>,
+    ) -> Result<Outcome, WireError> {
+        Self::check_worker(&worker)?;
+        self.check_size("the result", result.len())?;
+        let cmd = Command::Complete { lease, worker: worker.clone(), result, now_ms: now_ms() };
+        self.lease_command("completion", lease, &worker, cmd).await
+    }
+
+    async fn fail(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+        error: String,
+    ) -> Result<Outcome, WireError> {
+        Self::check_worker(&worker)?;
+        self.check_size("the error message", error.len())?;
+        let cmd = Command::Fail { lease, worker: worker.clone(), error, now_ms: now_ms() };
+        self.lease_command("failure report", lease, &worker, cmd).await
+    }
+
+    async fn extend(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+    ) -> Result<Outcome, WireError> {
+        Self::check_worker(&worker)?;
+        let cmd = Command::Extend { lease, worker: worker.clone(), now_ms: now_ms() };
+        self.lease_command("extension", lease, &worker, cmd).await
+    }
+
+    async fn status(self, _: Context) -> Result<ClusterStatus, WireError> {
+        self.linearizable().await?;
+        let m = self.0.raft.metrics().borrow().clone();
+        let counts = self.0.applied.read().expect("applied lock").table.counts();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let replication = m.replication.clone().unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = replication.get(id).cloned().flatten().map(|l| l.index);
+                let role = if *id == m.id {
+                    "leader"
+                } else if matched.is_none() {
+                    "unreachable"
+                } else if voters.contains(id) {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                let last_applied =
+                    if *id == m.id { m.last_applied.map(|l| l.index) } else { matched };
+                MemberStatus {
+                    id: *id,
+                    client_addr: node.client_addr.clone(),
+                    peer_addr: node.peer_addr.clone(),
+                    role: role.into(),
+                    last_applied,
+                }
+            })
+            .collect();
+        Ok(ClusterStatus {
+            cluster: self.0.settings.name.clone(),
+            term: m.current_term,
+            leader: Some(m.id),
+            members,
+            counts,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+        })
+    }
+
+    async fn tasks(
+        self,
+        _: Context,
+        status: Option<Status>,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>, WireError> {
+        self.linearizable().await?;
+        let a = self.0.applied.read().expect("applied lock");
+        let after = after.unwrap_or(TaskId(0));
+        Ok(a.table
+            .tasks()
+            .filter(|t| t.id > after && status.is_none_or(|s| t.status == s))
+            .take(limit.clamp(1, MAX_LIST) as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn task(self, _: Context, id: TaskId) -> Result<Task, WireError> {
+        self.linearizable().await?;
+        let a = self.0.applied.read().expect("applied lock");
+        a.table
+            .get(id)
+            .cloned()
+            .ok_or_else(|| WireError::NotFound(format!("there is no task {id}")))
+    }
+}

@@ -1,0 +1,132 @@
+//! Leader duties: work that only the leader may do, with a lifetime tied to
+//! its leadership.
+//!
+//! [`spawn`] watches `raft.metrics()`. On gaining leadership (or a new term)
+//! it starts the lease scanner under a fresh child `CancellationToken`; on
+//! losing it, or on shutdown, it cancels that token. What happens to leases
+//! on each transition:
+//! - gaining leadership: every in-progress lease is counted from no earlier
+//!   than this moment (`since_ms`), so a worker that could not extend while
+//!   there was no leader keeps its task;
+//! - losing leadership: the scanner stops. An `Expire` it proposed but that
+//!   did not commit is dropped with the old term's log; one that commits is
+//!   harmless on a lease that has since been extended or completed, because
+//!   `apply` checks the lease, not the proposer.
+//!
+//! Long-poll waiters are not owned here: each `request` checks leadership
+//! itself and answers `NotLeader` as soon as the metrics change.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::ServerState;
+use taskraft_core::{lease, Command, Response};
+use taskraft_proto::config::ClusterSettings;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::store::Applied;
+use crate::{now_ms, Raft};
+
+/// Most leases expired by one proposal.
+const MAX_EXPIRE_BATCH: usize = 1000;
+
+/// Starts the watcher that runs leader duties while this node leads.
+pub fn spawn(
+    raft: Raft,
+    applied: Arc<RwLock<Applied>>,
+    settings: ClusterSettings,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        let mut running: Option<(u64, CancellationToken)> = None;
+        let mut seen_leader = None;
+        loop {
+            let (is_leader, term, leader) = {
+                let m = metrics.borrow_and_update();
+                (m.state == ServerState::Leader, m.current_term, m.current_leader)
+            };
+            if seen_leader != Some((leader, term)) {
+                match leader {
+                    Some(id) => info!(leader = id, term, "leader elected"),
+                    None => info!(term, "no leader"),
+                }
+                seen_leader = Some((leader, term));
+            }
+            if running.as_ref().is_some_and(|(t, _)| !is_leader || *t != term) {
+                let (t, token) = running.take().expect("checked above");
+                token.cancel();
+                info!(term = t, "leader duties stopped");
+            }
+            if is_leader && running.is_none() {
+                let token = shutdown.child_token();
+                info!(term, "leader duties started");
+                let scanner =
+                    scan_leases(raft.clone(), applied.clone(), settings.clone(), token.clone());
+                tokio::spawn(scanner);
+                running = Some((term, token));
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { break },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if let Some((_, token)) = running {
+            token.cancel();
+        }
+    })
+}
+
+/// Every `scan_interval_ms`, proposes `Expire` for leases past their deadline.
+async fn scan_leases(
+    raft: Raft,
+    applied: Arc<RwLock<Applied>>,
+    settings: ClusterSettings,
+    token: CancellationToken,
+) {
+    let since_ms = now_ms();
+    let mut tick = tokio::time::interval(Duration::from_millis(settings.scan_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let expired = {
+            let a = applied.read().expect("applied lock");
+            let found = lease::expired(
+                &a.table,
+                now_ms(),
+                since_ms,
+                settings.lease_timeout_ms,
+                MAX_EXPIRE_BATCH,
+            );
+            found
+                .into_iter()
+                .map(|l| (l, a.table.get(l.task).and_then(|t| t.worker.clone())))
+                .collect::<Vec<_>>()
+        };
+        if expired.is_empty() {
+            continue;
+        }
+        let leases = expired.iter().map(|(l, _)| *l).collect();
+        let write = raft.client_write(Command::Expire { leases, now_ms: now_ms() });
+        let result = tokio::select! {
+            _ = token.cancelled() => return,
+            r = write => r,
+        };
+        match result {
+            Ok(r) => {
+                let Response::Expired(taken) = r.data else { continue };
+                for (lease, worker) in expired.iter().filter(|(l, _)| taken.contains(l)) {
+                    let worker = worker.as_ref().map_or("-", |w| w.0.as_str());
+                    info!(%lease, worker, "lease expired; task taken back");
+                }
+            }
+            Err(e) if e.forward_to_leader::<taskraft_proto::NodeInfo>().is_some() => return,
+            Err(e) => warn!(error = %e, "could not propose lease expiry"),
+        }
+    }
+}

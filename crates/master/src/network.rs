@@ -1,0 +1,133 @@
+//! The Raft network: openraft's `RaftNetworkFactory` over the tarpc peer service.
+//!
+//! One multiplexed tarpc client per peer address lives in a pool shared by
+//! every replication stream and election round; `new_client` never connects
+//! (openraft calls it on every election). A client is dialled lazily and
+//! evicted when its connection breaks, so the next call re-dials.
+//!
+//! Every call's deadline (and the connect timeout) is openraft's own
+//! `RPCOption::hard_ttl()`: a transport that waits longer than openraft does
+//! would stall elections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use tarpc::client::RpcError;
+use tarpc::context;
+use taskraft_proto::peer::PeerServiceClient;
+use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
+
+type Pool = Arc<Mutex<HashMap<String, PeerServiceClient>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
+
+/// Creates connections to peers; clones share the pool.
+#[derive(Clone, Default)]
+pub struct PeerNetwork {
+    pool: Pool,
+}
+
+/// The connection to one peer, as openraft sees it.
+pub struct PeerConn {
+    target: NodeId,
+    addr: String,
+    pool: Pool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConn {
+        PeerConn { target, addr: node.peer_addr.clone(), pool: self.pool.clone() }
+    }
+}
+
+fn context_with(ttl: Duration) -> context::Context {
+    let mut ctx = context::current();
+    ctx.deadline = Instant::now() + ttl;
+    ctx
+}
+
+impl PeerConn {
+    async fn client(&self, ttl: Duration) -> Result<PeerServiceClient, Unreachable> {
+        if let Some(c) = self.pool.lock().expect("pool lock").get(&self.addr) {
+            return Ok(c.clone());
+        }
+        let t = transport::connect(&self.addr, ttl).await.map_err(|e| Unreachable::new(&e))?;
+        let c = PeerServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        self.pool.lock().expect("pool lock").insert(self.addr.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// Maps a transport failure: a broken connection is `Unreachable` (openraft
+    /// backs off) and evicts the client; a timeout is a `NetworkError`.
+    fn transport_error<E: std::error::Error>(&self, e: RpcError) -> RPCError<NodeId, NodeInfo, E> {
+        match e {
+            RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_) => {
+                self.pool.lock().expect("pool lock").remove(&self.addr);
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            RpcError::DeadlineExceeded | RpcError::Server(_) => {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        }
+    }
+
+    fn answer<T, E: std::error::Error>(
+        &self,
+        result: Result<Result<T, RaftError<NodeId, E>>, RpcError>,
+    ) -> RpcResult<T, E> {
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(e) => Err(self.transport_error(e)),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConn {
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let ttl = option.hard_ttl();
+        let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
+        self.answer(c.append_entries(context_with(ttl), req).await)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let ttl = option.hard_ttl();
+        let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
+        self.answer(c.install_snapshot(context_with(ttl), req).await)
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        let ttl = option.hard_ttl();
+        let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
+        self.answer(c.vote(context_with(ttl), req).await)
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        // openraft waits this long after `Unreachable` before retrying the peer;
+        // short, so a restarted peer is back in the cluster quickly.
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}

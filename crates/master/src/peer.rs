@@ -1,0 +1,52 @@
+//! [`PeerServer`]: answers the peer service by handing each message to Raft.
+
+use openraft::error::InstallSnapshotError;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use tarpc::context::Context;
+use taskraft_proto::peer::PeerService;
+use taskraft_proto::raft::RaftError;
+use taskraft_proto::{NodeId, TypeConfig};
+
+use crate::Raft;
+
+/// The peer service of one node.
+#[derive(Clone)]
+pub struct PeerServer {
+    raft: Raft,
+}
+
+impl PeerServer {
+    /// Serves peers with `raft`.
+    pub fn new(raft: Raft) -> PeerServer {
+        PeerServer { raft }
+    }
+}
+
+impl PeerService for PeerServer {
+    async fn append_entries(
+        self,
+        _: Context,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<NodeId>, RaftError> {
+        self.raft.append_entries(req).await
+    }
+
+    async fn vote(
+        self,
+        _: Context,
+        req: VoteRequest<NodeId>,
+    ) -> Result<VoteResponse<NodeId>, RaftError> {
+        self.raft.vote(req).await
+    }
+
+    async fn install_snapshot(
+        self,
+        _: Context,
+        req: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<InstallSnapshotError>> {
+        self.raft.install_snapshot(req).await
+    }
+}

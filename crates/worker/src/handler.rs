@@ -1,0 +1,102 @@
+//! Handlers: how a worker turns a task's data into a result.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use taskraft_core::TaskId;
+use tokio::io::AsyncWriteExt;
+
+/// Processes one task: `Ok(result)` or `Err(message)` (reported as a failure).
+pub type Handler =
+    Arc<dyn Fn(TaskId, Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> + Send + Sync>;
+
+/// Returns the data unchanged.
+pub fn echo() -> Handler {
+    Arc::new(|_, data| Box::pin(async move { Ok(data) }))
+}
+
+/// Returns the data upper-cased (the origin's push example).
+pub fn upper() -> Handler {
+    Arc::new(|_, data| Box::pin(async move { Ok(data.to_ascii_uppercase()) }))
+}
+
+/// Sleeps, then returns `processed task ID` (the origin's pull example).
+pub fn sleep(duration: Duration) -> Handler {
+    Arc::new(move |id, _| {
+        Box::pin(async move {
+            tokio::time::sleep(duration).await;
+            Ok(format!("processed task {id}").into_bytes())
+        })
+    })
+}
+
+/// Runs `sh -c CMD` with the data on stdin; stdout is the result. A non-zero
+/// exit is a failure whose message is stderr. The task id is in `TASKRAFT_TASK_ID`.
+pub fn exec(command: String) -> Handler {
+    Arc::new(move |id, data| {
+        let command = command.clone();
+        Box::pin(async move { run(&command, id, &data).await })
+    })
+}
+
+async fn run(command: &str, id: TaskId, data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("TASKRAFT_TASK_ID", id.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = data.to_vec();
+    // Feed stdin concurrently: a command that writes a lot before reading
+    // would otherwise deadlock against us.
+    let feeder = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let out = child.wait_with_output().await.map_err(|e| format!("{command:?}: {e}"))?;
+    let _ = feeder.await;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(format!("{command:?} exited with {}: {stderr}", out.status))
+    }
+}
+
+/// Parses `echo`, `upper` or `sleep:MS`.
+pub fn builtin(name: &str) -> Result<Handler, String> {
+    match name {
+        "echo" => Ok(echo()),
+        "upper" => Ok(upper()),
+        _ => match name.strip_prefix("sleep:").map(str::parse::<u64>) {
+            Some(Ok(ms)) => Ok(sleep(Duration::from_millis(ms))),
+            _ => Err(format!("unknown handler {name:?}; use echo, upper or sleep:MS")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn exec_returns_stdout_and_reports_failure_with_stderr() {
+        let ok = exec("tr a-z A-Z".into());
+        assert_eq!(ok(TaskId(1), b"abc".to_vec()).await.unwrap(), b"ABC");
+        let bad = exec("echo broken >&2; exit 3".into());
+        let err = bad(TaskId(1), vec![]).await.unwrap_err();
+        assert!(err.contains("broken") && err.contains('3'), "{err}");
+    }
+
+    #[test]
+    fn builtin_names_parse() {
+        assert!(builtin("sleep:10").is_ok());
+        assert!(builtin("sleep:x").unwrap_err().contains("unknown handler"));
+    }
+}
