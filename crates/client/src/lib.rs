@@ -217,7 +217,7 @@ impl Client {
                             last: to,
                         });
                     }
-                    if attempts % 20 == 0 {
+                    if attempts.is_multiple_of(20) {
                         warn!(attempts, last = %to, "still looking for the leader; retrying with backoff");
                     } else {
                         debug!(last = %to, "retrying");

@@ -8,6 +8,8 @@
 //! - [`node`]: wires it all together, and shuts it down in reverse order.
 
 #![warn(clippy::all)]
+// openraft's StorageError and RPCError are large, and its traits prescribe them.
+#![allow(clippy::result_large_err)]
 
 pub mod api;
 pub mod leader;

@@ -171,7 +171,7 @@ impl ClusterConfig {
 
     fn validate_nodes(&self) -> Result<(), ConfigError> {
         let n = self.node.len();
-        if n == 0 || n % 2 == 0 {
+        if n == 0 || n.is_multiple_of(2) {
             return Err(invalid("node", format!("{n} nodes listed; a cluster needs an odd number (1, 3 or 5) of [[node]] tables")));
         }
         let mut ids = BTreeSet::new();

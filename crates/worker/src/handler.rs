@@ -97,6 +97,6 @@ mod tests {
     #[test]
     fn builtin_names_parse() {
         assert!(builtin("sleep:10").is_ok());
-        assert!(builtin("sleep:x").unwrap_err().contains("unknown handler"));
+        assert!(builtin("sleep:x").err().unwrap().contains("unknown handler"));
     }
 }

@@ -174,7 +174,8 @@ impl Slot {
                 if o == Outcome::Accepted {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
                 }
-                return Ok(self.count_fenced(o, lease));
+                self.count_fenced(o, lease);
+                return Ok(());
             }
         };
         if outcome == Outcome::Accepted {

@@ -1,0 +1,51 @@
+//! Test harnesses for taskraft clusters on real sockets and real sled dirs.
+//!
+//! - [`TestCluster`]: masters in this process (each a full `Node` with its
+//!   own sled dir and ports bound on 127.0.0.1:0), stopped and restarted at will;
+//! - [`ProcCluster`]: masters as child processes of the real binary, for
+//!   SIGKILL / SIGSTOP / SIGCONT.
+//!
+//! Both wait on conditions with deadlines, never on fixed sleeps alone.
+
+pub mod cluster;
+pub mod process;
+
+pub use cluster::TestCluster;
+pub use process::ProcCluster;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A cluster.toml for `n` nodes at the given addresses, with data dirs under `dir`.
+pub fn config_text(
+    name: &str,
+    dir: &std::path::Path,
+    addrs: &[(String, String)],
+    extra: &str,
+) -> String {
+    let mut text = format!("[cluster]\nname = \"{name}\"\n{extra}\n");
+    for (i, (peer, client)) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let data = dir.join(format!("node{id}"));
+        text += &format!(
+            "\n[[node]]\nid = {id}\npeer_addr = \"{peer}\"\nclient_addr = \"{client}\"\ndata_dir = \"{}\"\n",
+            data.display()
+        );
+    }
+    text
+}

@@ -1,0 +1,174 @@
+//! [`ProcCluster`]: masters (and workers) as child processes of the real
+//! binary, so that tests can SIGKILL, SIGSTOP and SIGCONT them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskraft_client::{Client, ClientOptions};
+use taskraft_proto::{ClusterConfig, NodeId};
+use tempfile::TempDir;
+
+use crate::{config_text, eventually};
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} {}", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code.
+    pub async fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        eventually(timeout, "process exit", || {
+            let r = self.0.try_wait().expect("try_wait");
+            async move { r }
+        })
+        .await
+        .code()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Masters running as processes of the real binary.
+pub struct ProcCluster {
+    /// The `taskraft` binary under test.
+    pub bin: PathBuf,
+    /// The config file every process reads.
+    pub config_path: PathBuf,
+    /// The parsed config.
+    pub config: ClusterConfig,
+    /// Data dirs, logs and the config; removed on drop.
+    pub dir: TempDir,
+    nodes: BTreeMap<NodeId, Proc>,
+}
+
+/// A free port on 127.0.0.1 (bound, read, released: another process may
+/// take it in between, which is rare enough for tests).
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+impl ProcCluster {
+    /// Writes a config for `n` nodes and starts them all.
+    pub fn start(bin: &str, n: usize, extra: &str) -> ProcCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addrs: Vec<(String, String)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
+        let text = config_text("proc", dir.path(), &addrs, extra);
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, &text).expect("write config");
+        let config = ClusterConfig::parse(&text).expect("config");
+        let mut cluster =
+            ProcCluster { bin: bin.into(), config_path, config, dir, nodes: BTreeMap::new() };
+        for id in 1..=n as NodeId {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) one master; its output is appended to `nodeN.log`.
+    pub fn start_node(&mut self, id: NodeId) {
+        let log = self.log_path(&format!("node{id}"));
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        let child = Command::new(&self.bin)
+            .args(["master", "--config"])
+            .arg(&self.config_path)
+            .args(["--id", &id.to_string()])
+            .env("RUST_LOG", "info,openraft=error,tarpc=error")
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn master");
+        self.nodes.insert(id, Proc(child));
+    }
+
+    /// Where a process's log goes.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// The running master with this id.
+    pub fn node(&self, id: NodeId) -> &Proc {
+        &self.nodes[&id]
+    }
+
+    /// SIGKILLs a master and reaps it.
+    pub fn kill(&mut self, id: NodeId) {
+        drop(self.nodes.remove(&id));
+    }
+
+    /// A client seeded with every master.
+    pub fn client(&self) -> Arc<Client> {
+        let options =
+            ClientOptions { retry_for: Duration::from_secs(20), ..ClientOptions::default() };
+        Arc::new(Client::with_options(self.config.seeds(), options))
+    }
+
+    /// Waits until the cluster answers `status` and returns the leader's id.
+    pub async fn leader(&self) -> NodeId {
+        let client = self.client();
+        eventually(Duration::from_secs(20), "a leader", || {
+            let client = client.clone();
+            async move { client.status().await.ok().and_then(|s| s.leader) }
+        })
+        .await
+    }
+
+    /// Runs a CLI command against this cluster (with `--config`) and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("TASKRAFT_SEEDS")
+            .output()
+            .expect("run taskraft")
+    }
+
+    /// Starts a worker process (`taskraft worker --config ... ARGS`), logging to `name.log`.
+    pub fn worker(&self, name: &str, args: &[&str]) -> Proc {
+        let log = self.log_path(name);
+        let out = std::fs::File::create(&log).expect("log");
+        let child = Command::new(&self.bin)
+            .arg("worker")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("TASKRAFT_SEEDS")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn worker");
+        Proc(child)
+    }
+
+    /// The text of a process's log.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+}
+
+/// The data dir of node `id` under a cluster's temp dir.
+pub fn data_dir(dir: &Path, id: NodeId) -> PathBuf {
+    dir.join(format!("node{id}"))
+}

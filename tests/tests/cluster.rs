@@ -1,0 +1,150 @@
+//! The replicated master cluster: election, replication, redirects,
+//! restarts and snapshot catch-up, with in-process nodes on real sockets
+//! and real sled dirs.
+
+use std::time::Duration;
+
+use taskraft_client::ClientError;
+use taskraft_core::{NewTask, Status, TaskId};
+use taskraft_proto::WireError;
+use taskraft_tests::{eventually, TestCluster};
+
+fn tasks(prefix: &str, n: usize) -> Vec<NewTask> {
+    (1..=n)
+        .map(|i| NewTask {
+            data: format!("{prefix} {i}").into_bytes(),
+            key: None,
+            priority: 0,
+            max_attempts: 0,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_one_leader_and_replicate_a_submit_to_all() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let ids = cluster.client_of(leader).submit(tasks("task data", 3)).await.unwrap();
+    assert_eq!(ids.iter().map(|s| s.id.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let digest = cluster.converged().await;
+    for id in cluster.running() {
+        let applied = cluster.node(id).applied();
+        let a = applied.read().unwrap();
+        assert_eq!(a.table.counts().idle, 3, "node {id}");
+        assert_eq!(a.table.get(TaskId(2)).unwrap().data, b"task data 2");
+        assert_eq!(a.table.digest(), digest);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_answers_not_leader_with_the_leaders_address() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.running().into_iter().find(|id| *id != leader).unwrap();
+    // A raw call to the follower, without the client library's redirects.
+    let addr = &cluster.config.node(follower).unwrap().client_addr;
+    let transport = taskraft_proto::transport::connect(addr, Duration::from_secs(2)).await.unwrap();
+    let raw =
+        taskraft_proto::client::ClientServiceClient::new(Default::default(), transport).spawn();
+    let err = raw.submit(tarpc_context(), tasks("x", 1)).await.unwrap().unwrap_err();
+    let expected_addr = cluster.config.node(leader).unwrap().client_addr.clone();
+    match err {
+        WireError::NotLeader { leader: Some(hint) } => {
+            assert_eq!((hint.id, hint.client_addr), (leader, expected_addr));
+        }
+        other => panic!("expected NotLeader with a hint, got {other:?}"),
+    }
+    // The client library seeded with only that follower follows the redirect.
+    let ids = cluster.client_of(follower).submit(tasks("y", 1)).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    cluster.shutdown().await;
+}
+
+fn tarpc_context() -> tarpc::context::Context {
+    tarpc::context::current()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_restart_keeps_every_acknowledged_submission() {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.leader().await;
+    let client = cluster.client();
+    for round in 0..5 {
+        client.submit(tasks(&format!("round {round}"), 20)).await.unwrap();
+    }
+    // Acknowledged just before the stop: must survive it.
+    let last = client.submit(tasks("last", 1)).await.unwrap()[0].id;
+    for id in cluster.running() {
+        cluster.stop(id).await;
+    }
+    for id in 1..=3 {
+        cluster.restart(id).await;
+    }
+    cluster.leader().await;
+    let client = cluster.client();
+    let all = client.all_tasks(None).await.unwrap();
+    assert_eq!(all.len(), 101);
+    assert_eq!(client.task(last).await.unwrap().data, b"last 1");
+    cluster.converged().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_node_catches_up_from_a_snapshot_after_log_purge() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    for round in 0..10 {
+        client.submit(tasks(&format!("batch {round}"), 50)).await.unwrap();
+    }
+    // Wipe a follower that is not the initializing node.
+    let victim = cluster.running().into_iter().rev().find(|id| *id != leader).unwrap();
+    cluster.stop(victim).await;
+    for round in 10..20 {
+        client.submit(tasks(&format!("batch {round}"), 50)).await.unwrap();
+    }
+    // Snapshot and purge the log on the survivors so only a snapshot can catch the victim up.
+    for id in cluster.running() {
+        let raft = &cluster.node(id).raft;
+        raft.trigger().snapshot().await.unwrap();
+        let index = cluster.applied_index(id);
+        eventually(Duration::from_secs(10), "snapshot built", || async {
+            let m = raft.metrics().borrow().clone();
+            m.snapshot.is_some_and(|s| s.index >= index).then_some(())
+        })
+        .await;
+        raft.trigger().purge_log(index).await.unwrap();
+        eventually(Duration::from_secs(10), "log purged", || async {
+            raft.metrics().borrow().purged.is_some_and(|p| p.index >= index).then_some(())
+        })
+        .await;
+    }
+    std::fs::remove_dir_all(taskraft_tests::process::data_dir(cluster.dir.path(), victim)).unwrap();
+    cluster.restart(victim).await;
+    let digest = cluster.converged().await;
+    assert_eq!(cluster.digest(victim), digest);
+    let applied = cluster.node(victim).applied();
+    assert_eq!(applied.read().unwrap().table.counts().idle, 1000);
+    let snapshot = cluster.node(victim).raft.metrics().borrow().snapshot;
+    assert!(snapshot.is_some(), "the victim must have installed a snapshot");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_payload_is_refused_and_nothing_is_written() {
+    let cluster = TestCluster::start(3).await;
+    cluster.leader().await;
+    let client = cluster.client();
+    let big = NewTask { data: vec![b'x'; 5000], key: None, priority: 0, max_attempts: 0 };
+    let small = tasks("ok", 1).remove(0);
+    match client.submit(vec![small, big]).await {
+        Err(ClientError::Refused(WireError::Invalid(m))) => {
+            assert!(m.contains("5000 bytes") && m.contains("max_payload_bytes is 4096"), "{m}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(client.all_tasks(None).await.unwrap().is_empty());
+    assert_eq!(client.all_tasks(Some(Status::Idle)).await.unwrap().len(), 0);
+    cluster.shutdown().await;
+}
