@@ -15,6 +15,8 @@ pub fn task_json(t: &Task) -> Value {
         "error": t.error,
         "key": t.key,
         "priority": t.priority,
+        "submitted_ms": t.submitted_ms,
+        "finished_ms": t.finished_ms,
     });
     put_bytes(&mut v, "data", Some(&t.data));
     put_bytes(&mut v, "result", t.result.as_deref());
