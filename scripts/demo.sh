@@ -54,8 +54,8 @@ done
 leader=$(tr status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"]["id"])')
 say "killing the leader, node $leader, with SIGKILL"
 tr status | tail -n 1
-kill_ms=$(now_ms)
 kill -KILL "$(cat "$TASKRAFT_RUN/pids/node$leader.pid")"
+kill_ms=$(now_ms)   # after kill(2) returns, the old leader runs no more code
 
 while true; do
   new=$(tr status --json --retry-for 200ms 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"]["id"])' 2>/dev/null || true)

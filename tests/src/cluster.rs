@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use taskraft_client::{Client, ClientOptions};
-use taskraft_master::Node;
+use taskraft_master::{Node, NodeOptions};
 use taskraft_proto::{ClusterConfig, NodeId};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -48,7 +48,12 @@ impl TestCluster {
         let mut nodes = BTreeMap::new();
         for (i, (peer, client)) in listeners.into_iter().enumerate() {
             let id = i as NodeId + 1;
-            nodes.insert(id, Node::start_on(&config, id, peer, client).await.expect("start node"));
+            nodes.insert(
+                id,
+                Node::start_on(&config, id, peer, client, NodeOptions::default())
+                    .await
+                    .expect("start node"),
+            );
         }
         TestCluster { config, dir, nodes }
     }
@@ -101,7 +106,7 @@ impl TestCluster {
         let config = self.config.clone();
         let node = eventually(Duration::from_secs(10), "node restart", || {
             let config = config.clone();
-            async move { Node::start(&config, id).await.ok() }
+            async move { Node::start(&config, id, NodeOptions::default()).await.ok() }
         })
         .await;
         self.nodes.insert(id, node);

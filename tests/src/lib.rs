@@ -7,11 +7,14 @@
 //!
 //! Both wait on conditions with deadlines, never on fixed sleeps alone.
 
+pub mod check;
 pub mod cluster;
 pub mod process;
+pub mod proxy;
 
 pub use cluster::TestCluster;
 pub use process::ProcCluster;
+pub use proxy::{Mode, Proxy};
 
 use std::time::{Duration, Instant};
 

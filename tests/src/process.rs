@@ -11,7 +11,7 @@ use taskraft_client::{Client, ClientOptions};
 use taskraft_proto::{ClusterConfig, NodeId};
 use tempfile::TempDir;
 
-use crate::{config_text, eventually};
+use crate::{config_text, eventually, Mode, Proxy};
 
 /// A child process killed (SIGKILL) and reaped on drop.
 pub struct Proc(pub Child);
@@ -58,6 +58,8 @@ pub struct ProcCluster {
     /// Data dirs, logs and the config; removed on drop.
     pub dir: TempDir,
     nodes: BTreeMap<NodeId, Proc>,
+    /// `links[(from, to)]`: the proxy `from` dials to reach `to`'s peer port.
+    links: BTreeMap<(NodeId, NodeId), Proxy>,
 }
 
 /// A free port on 127.0.0.1 (bound, read, released: another process may
@@ -76,22 +78,81 @@ impl ProcCluster {
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text).expect("write config");
         let config = ClusterConfig::parse(&text).expect("config");
-        let mut cluster =
-            ProcCluster { bin: bin.into(), config_path, config, dir, nodes: BTreeMap::new() };
+        let mut cluster = ProcCluster {
+            bin: bin.into(),
+            config_path,
+            config,
+            dir,
+            nodes: BTreeMap::new(),
+            links: BTreeMap::new(),
+        };
         for id in 1..=n as NodeId {
             cluster.start_node(id);
         }
         cluster
     }
 
+    /// Like [`ProcCluster::start`], with a [`Proxy`] on every peer link
+    /// (one per ordered pair of nodes), so links can be cut, blackholed or delayed.
+    pub async fn start_proxied(bin: &str, n: usize, extra: &str) -> ProcCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addrs: Vec<(String, String)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
+        let text = config_text("proc", dir.path(), &addrs, extra);
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, &text).expect("write config");
+        let config = ClusterConfig::parse(&text).expect("config");
+        let mut links = BTreeMap::new();
+        for from in 1..=n as NodeId {
+            for to in (1..=n as NodeId).filter(|to| *to != from) {
+                let target = config.node(to).expect("node").peer_addr.clone();
+                links.insert((from, to), Proxy::start(target).await);
+            }
+        }
+        let mut cluster = ProcCluster {
+            bin: bin.into(),
+            config_path,
+            config,
+            dir,
+            nodes: BTreeMap::new(),
+            links,
+        };
+        for id in 1..=n as NodeId {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Sets every link into and out of `id` to `mode`.
+    pub fn isolate(&self, id: NodeId, mode: Mode) {
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.set(mode);
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.links.values().for_each(|p| p.set(Mode::Pass));
+    }
+
     /// Starts (or restarts) one master; its output is appended to `nodeN.log`.
     pub fn start_node(&mut self, id: NodeId) {
         let log = self.log_path(&format!("node{id}"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        let routes: Vec<String> = self
+            .links
+            .iter()
+            .filter(|((from, _), _)| *from == id)
+            .flat_map(|((_, to), proxy)| {
+                ["--peer-route".to_string(), format!("{to}={}", proxy.addr)]
+            })
+            .collect();
         let child = Command::new(&self.bin)
             .args(["master", "--config"])
             .arg(&self.config_path)
             .args(["--id", &id.to_string()])
+            .args(routes)
             .env("RUST_LOG", "info,openraft=error,tarpc=error")
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -108,6 +169,33 @@ impl ProcCluster {
     /// The running master with this id.
     pub fn node(&self, id: NodeId) -> &Proc {
         &self.nodes[&id]
+    }
+
+    /// Ids of the running masters.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Asks one master for its own view (any role answers).
+    pub async fn report(&self, id: NodeId) -> Option<taskraft_proto::client::NodeReport> {
+        let addr = &self.config.node(id).ok()?.client_addr;
+        self.client().node_report_at(addr).await.ok()
+    }
+
+    /// Waits until every running master has applied the same log and holds
+    /// the same table; returns the digest.
+    pub async fn converged(&self) -> u64 {
+        eventually(Duration::from_secs(30), "replicas to converge", || async {
+            let mut reports = Vec::new();
+            for id in self.running() {
+                reports.push(self.report(id).await?);
+            }
+            let same = reports
+                .windows(2)
+                .all(|w| w[0].digest == w[1].digest && w[0].last_applied == w[1].last_applied);
+            same.then(|| reports[0].digest)
+        })
+        .await
     }
 
     /// SIGKILLs a master and reaps it.

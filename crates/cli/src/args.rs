@@ -54,6 +54,9 @@ pub struct MasterArgs {
     /// This node's id, as in a [[node]] table of the config.
     #[arg(long)]
     pub id: u64,
+    /// Dial node ID at ADDR instead of its peer_addr (a proxy or NAT in between). Repeatable.
+    #[arg(long, value_name = "ID=ADDR")]
+    pub peer_route: Vec<String>,
 }
 
 #[derive(Debug, Args)]

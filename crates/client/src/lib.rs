@@ -25,7 +25,7 @@ use rand::Rng;
 use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_core::{Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
-use taskraft_proto::client::{Assignment, ClientServiceClient, ClusterStatus};
+use taskraft_proto::client::{Assignment, ClientServiceClient, ClusterStatus, NodeReport};
 use taskraft_proto::{transport, WireError};
 use tracing::{debug, warn};
 
@@ -312,6 +312,22 @@ impl Client {
             }
             all.extend(page);
         }
+    }
+
+    /// One node's own view, asked of that node only (one attempt, no redirects).
+    pub async fn node_report_at(&self, addr: &str) -> Result<NodeReport> {
+        let unavailable = |last: String| ClientError::Unavailable {
+            waited: self.options.call_timeout,
+            seeds: addr.to_string(),
+            last,
+        };
+        let conn = self.connection(addr).await.map_err(|e| unavailable(e.to_string()))?;
+        let mut ctx = context::current();
+        ctx.deadline = Instant::now() + self.options.call_timeout;
+        conn.node_report(ctx).await.map_err(|e| {
+            self.forget(addr, true);
+            unavailable(e.to_string())
+        })
     }
 
     /// One task.

@@ -18,8 +18,8 @@ use taskraft_core::{
     Command, Lease, NewTask, Outcome, Response, Status, Submitted, Task, TaskId, WorkerId,
 };
 use taskraft_proto::client::{
-    Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, MAX_TASKS_PER_REQUEST,
-    MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
+    Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, NodeReport,
+    MAX_TASKS_PER_REQUEST, MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
 };
 use taskraft_proto::config::ClusterSettings;
 use taskraft_proto::{LeaderHint, NodeId, NodeInfo, WireError};
@@ -369,6 +369,27 @@ impl ClientService for Api {
             .take(limit.clamp(1, MAX_LIST) as usize)
             .cloned()
             .collect())
+    }
+
+    async fn node_report(self, _: Context) -> NodeReport {
+        let m = self.0.raft.metrics().borrow().clone();
+        let a = self.0.applied.read().expect("applied lock");
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        NodeReport {
+            id: m.id,
+            role: role.into(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_applied: a.last_applied.map(|l| l.index),
+            digest: a.table.digest(),
+            counts: a.table.counts(),
+        }
     }
 
     async fn task(self, _: Context, id: TaskId) -> Result<Task, WireError> {

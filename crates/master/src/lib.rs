@@ -19,7 +19,7 @@ pub mod peer;
 pub mod server;
 pub mod store;
 
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, NodeOptions};
 
 /// openraft's handle with taskraft's types.
 pub type Raft = openraft::Raft<taskraft_proto::TypeConfig>;

@@ -9,7 +9,7 @@
 //! `RPCOption::hard_ttl()`: a transport that waits longer than openraft does
 //! would stall elections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ use taskraft_proto::peer::PeerServiceClient;
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
 
 type Pool = Arc<Mutex<HashMap<String, PeerServiceClient>>>;
+/// Per-node dial addresses that take precedence over the membership's.
+pub type Routes = Arc<BTreeMap<NodeId, String>>;
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
@@ -34,6 +36,15 @@ type RpcResult<T, E = openraft::error::Infallible> =
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
     pool: Pool,
+    routes: Routes,
+}
+
+impl PeerNetwork {
+    /// A network that dials the nodes in `routes` at the given addresses
+    /// instead of their `peer_addr` (a proxy, a NAT, a fault-injecting test).
+    pub fn with_routes(routes: BTreeMap<NodeId, String>) -> PeerNetwork {
+        PeerNetwork { pool: Pool::default(), routes: Arc::new(routes) }
+    }
 }
 
 /// The connection to one peer, as openraft sees it.
@@ -47,7 +58,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConn {
-        PeerConn { target, addr: node.peer_addr.clone(), pool: self.pool.clone() }
+        let addr = self.routes.get(&target).unwrap_or(&node.peer_addr).clone();
+        PeerConn { target, addr, pool: self.pool.clone() }
     }
 }
 

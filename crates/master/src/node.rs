@@ -41,6 +41,13 @@ pub enum NodeError {
     Raft(String),
 }
 
+/// Local start-up options that are not part of the shared config.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Dial these nodes at these addresses instead of their `peer_addr`.
+    pub peer_routes: BTreeMap<NodeId, String>,
+}
+
 /// A running master node.
 pub struct Node {
     /// This node's id.
@@ -54,7 +61,11 @@ pub struct Node {
 
 impl Node {
     /// Starts node `id` of `config`, listening on the addresses it lists.
-    pub async fn start(config: &ClusterConfig, id: NodeId) -> Result<Node, NodeError> {
+    pub async fn start(
+        config: &ClusterConfig,
+        id: NodeId,
+        options: NodeOptions,
+    ) -> Result<Node, NodeError> {
         let me = config.node(id).map_err(|e| NodeError::Config(e.to_string()))?;
         let bind = |addr: &str| {
             let addr = addr.to_owned();
@@ -64,7 +75,7 @@ impl Node {
         };
         let peer = bind(&me.peer_addr).await?;
         let client = bind(&me.client_addr).await?;
-        Node::start_on(config, id, peer, client).await
+        Node::start_on(config, id, peer, client, options).await
     }
 
     /// Starts node `id` of `config` on listeners already bound (tests bind port 0).
@@ -73,13 +84,20 @@ impl Node {
         id: NodeId,
         peer_listener: TcpListener,
         client_listener: TcpListener,
+        options: NodeOptions,
     ) -> Result<Node, NodeError> {
         let me = config.node(id).map_err(|e| NodeError::Config(e.to_string()))?;
         let (log, sm) = store::open(&me.data_dir, &config.cluster.name)?;
         let raft_config = Arc::new(raft_config(config, id)?);
-        let raft = Raft::new(id, raft_config, PeerNetwork::default(), log, sm.clone())
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            id,
+            raft_config,
+            PeerNetwork::with_routes(options.peer_routes),
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
         let shutdown = CancellationToken::new();
         let api = Api::new(raft.clone(), sm.applied(), sm.subscribe(), config.cluster.clone());
         let mut tasks = vec![

@@ -74,7 +74,26 @@ pub struct ClusterStatus {
     pub last_applied: Option<u64>,
 }
 
-/// Calls answered by the leader on `client_addr`.
+/// What one node holds, as that node sees it (not linearizable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The answering node.
+    pub id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it follows, if any.
+    pub leader: Option<NodeId>,
+    /// Its last applied log index.
+    pub last_applied: Option<u64>,
+    /// Digest of its applied table: equal on replicas that hold the same table.
+    pub digest: u64,
+    /// Its tasks by status.
+    pub counts: Counts,
+}
+
+/// Calls answered by the leader on `client_addr` (except `node_report`).
 #[tarpc::service]
 pub trait ClientService {
     /// Adds tasks (idempotent by key). Ids come back in order.
@@ -101,4 +120,6 @@ pub trait ClientService {
     ) -> Result<Vec<Task>, WireError>;
     /// One task.
     async fn task(id: TaskId) -> Result<Task, WireError>;
+    /// The answering node's own view; any node answers.
+    async fn node_report() -> NodeReport;
 }

@@ -1,7 +1,7 @@
 //! `taskraft master`: run one node until SIGINT or SIGTERM.
 
 use anyhow::anyhow;
-use taskraft_master::Node;
+use taskraft_master::{Node, NodeOptions};
 use taskraft_proto::ClusterConfig;
 
 use crate::args::MasterArgs;
@@ -10,7 +10,15 @@ use crate::Failure;
 pub async fn run(args: MasterArgs) -> Result<(), Failure> {
     let config = ClusterConfig::load(&args.config).map_err(|e| Failure::Usage(e.into()))?;
     config.node(args.id).map_err(|e| Failure::Usage(e.into()))?;
-    let node = Node::start(&config, args.id).await.map_err(|e| match e {
+    let mut options = NodeOptions::default();
+    for route in &args.peer_route {
+        let parsed =
+            route.split_once('=').and_then(|(id, addr)| Some((id.parse().ok()?, addr.to_string())));
+        let (id, addr) = parsed
+            .ok_or_else(|| Failure::Usage(anyhow!("--peer-route {route:?}: expected ID=ADDR")))?;
+        options.peer_routes.insert(id, addr);
+    }
+    let node = Node::start(&config, args.id, options).await.map_err(|e| match e {
         taskraft_master::NodeError::Config(m) => Failure::Usage(anyhow!(m)),
         other => Failure::Failed(other.into()),
     })?;
