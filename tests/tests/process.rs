@@ -219,3 +219,61 @@ async fn leader_sigkill_mid_run_loses_nothing_and_the_node_rejoins() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_worker_processes_serve_the_origin_tasks_across_a_leader_kill() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    cluster.leader().await;
+    let client = cluster.client();
+    let free =
+        || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let upper = "sleep 0.05; tr a-z A-Z";
+    let _workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|id| {
+            cluster.worker(
+                id,
+                &["--push", "--listen", &free(), "--id", id, "--exec", upper, "--concurrency", "2"],
+            )
+        })
+        .collect();
+    eventually(Duration::from_secs(20), "two healthy push workers", || {
+        let client = client.clone();
+        async move {
+            (client.status().await.ok()?.workers.iter().filter(|w| w.healthy).count() == 2)
+                .then_some(())
+        }
+    })
+    .await;
+    let origin = [
+        "hello world",
+        "go rpc is simple",
+        "learn by example",
+        "concurrency is fun",
+        "master worker pattern",
+    ];
+    json(&cluster.cli(&[&["submit", "--json"][..], &origin[..]].concat()));
+    let more: Vec<String> = (1..=60).map(|i| format!("more task {i}")).collect();
+    let more_refs: Vec<&str> = more.iter().map(String::as_str).collect();
+    json(&cluster.cli(&[&["submit", "--json"][..], &more_refs[..]].concat()));
+    eventually(Duration::from_secs(30), "progress", || {
+        let client = client.clone();
+        async move { (client.status().await.ok()?.counts.completed >= 10).then_some(()) }
+    })
+    .await;
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    let tasks = eventually(Duration::from_secs(60), "all 65 completed", || {
+        let client = client.clone();
+        async move {
+            let t = client.all_tasks(None).await.ok()?;
+            (t.len() == 65 && t.iter().all(|t| t.status == Status::Completed)).then_some(t)
+        }
+    })
+    .await;
+    for t in &tasks {
+        assert_eq!(t.result.as_deref(), Some(&t.data.to_ascii_uppercase()[..]), "task {}", t.id);
+    }
+    let status = json(&cluster.cli(&["status", "--json"]));
+    assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
+}

@@ -81,6 +81,15 @@ pub struct WorkerArgs {
     /// Do not extend leases while a task runs (reproduces the origin's timeout scenario).
     #[arg(long)]
     pub no_extend: bool,
+    /// Push mode: serve DoTask on --listen and register with the cluster instead of pulling.
+    #[arg(long, requires = "listen")]
+    pub push: bool,
+    /// Push mode: the address to serve DoTask on (IP:port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Push mode: the address the leader should call, if not --listen (a NAT in between).
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
     /// How long one request for a task waits before asking again.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub poll_wait: Duration,

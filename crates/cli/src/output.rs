@@ -50,7 +50,15 @@ pub fn status_json(s: &ClusterStatus) -> Value {
             "last_applied": m.last_applied,
         })).collect::<Vec<_>>(),
         "counts": s.counts,
-        "workers": [],
+        "workers": s.workers.iter().map(|w| json!({
+            "id": w.id.0,
+            "mode": "push",
+            "addr": w.addr,
+            "healthy": w.healthy,
+            "in_flight": w.in_flight,
+            "completed": w.completed,
+            "capacity": w.capacity,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -66,6 +74,13 @@ pub fn status_text(s: &ClusterStatus) -> String {
         out += &format!(
             "  node {:<3} {:<12} client {:<21} peer {:<21} log {}\n",
             m.id, m.role, m.client_addr, m.peer_addr, applied
+        );
+    }
+    for w in &s.workers {
+        let health = if w.healthy { "healthy" } else { "unhealthy" };
+        out += &format!(
+            "  push worker {:<8} {:<21} {:<9} in flight {}/{}  completed {}\n",
+            w.id.0, w.addr, health, w.in_flight, w.capacity, w.completed
         );
     }
     let c = s.counts;

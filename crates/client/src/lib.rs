@@ -314,6 +314,25 @@ impl Client {
         }
     }
 
+    /// Registers (or renews) a push worker; returns how often to renew (ms).
+    /// A registration is idempotent, so an unknown outcome is retried.
+    pub async fn register(&self, worker: &WorkerId, addr: &str, capacity: u32) -> Result<u64> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let (worker, addr) = (worker.clone(), addr.to_string());
+            async move { c.register(ctx, worker, addr, capacity).await }
+        })
+        .await
+    }
+
+    /// Removes a push worker's registration.
+    pub async fn deregister(&self, worker: &WorkerId) -> Result<()> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let worker = worker.clone();
+            async move { c.deregister(ctx, worker).await }
+        })
+        .await
+    }
+
     /// One node's own view, asked of that node only (one attempt, no redirects).
     pub async fn node_report_at(&self, addr: &str) -> Result<NodeReport> {
         let unavailable = |last: String| ClientError::Unavailable {

@@ -7,6 +7,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::task::{Lease, Task, TaskId, WorkerId};
 
+/// A push worker as the table records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushWorker {
+    /// The worker's id.
+    pub id: WorkerId,
+    /// Where it serves `DoTask`.
+    pub addr: String,
+    /// Tasks it takes at once.
+    pub capacity: u32,
+    /// The registration lapses this long after its last renewal (ms).
+    pub ttl_ms: u64,
+    /// Leader's clock at the last registration or renewal (ms).
+    pub renewed_ms: u64,
+}
+
+impl PushWorker {
+    /// Whether the registration still holds at `now_ms`.
+    pub fn live(&self, now_ms: u64) -> bool {
+        now_ms <= self.renewed_ms.saturating_add(self.ttl_ms)
+    }
+}
+
 /// One task to add to the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTask {
@@ -37,6 +59,11 @@ pub enum Command {
     Expire { leases: Vec<Lease>, now_ms: u64 },
     /// Stop a task that has not finished: it becomes dead with reason "cancelled".
     Cancel { task: TaskId, now_ms: u64 },
+    /// Register (or renew) a push worker serving `DoTask` at `addr`. Refused
+    /// (`Stale`) while another address holds a live registration of the same id.
+    Register { worker: WorkerId, addr: String, capacity: u32, ttl_ms: u64, now_ms: u64 },
+    /// Remove a push worker's registration.
+    Deregister { worker: WorkerId, now_ms: u64 },
 }
 
 /// What a lease-carrying command did.

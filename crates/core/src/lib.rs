@@ -36,6 +36,6 @@ pub mod lease;
 mod table;
 mod task;
 
-pub use command::{Command, NewTask, Outcome, Response, Submitted};
+pub use command::{Command, NewTask, Outcome, PushWorker, Response, Submitted};
 pub use table::{Counts, Table};
 pub use task::{Attempt, Lease, Status, Task, TaskId, WorkerId};

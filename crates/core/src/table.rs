@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, NewTask, Outcome, Response, Submitted};
+use crate::command::{Command, NewTask, Outcome, PushWorker, Response, Submitted};
 use crate::task::{Attempt, Lease, Status, Task, TaskId, WorkerId};
 
 /// The task table. Rows live in `tasks`; everything else is an index derived
@@ -24,6 +24,8 @@ pub struct Table {
     next_id: u64,
     completed: u64,
     dead: u64,
+    /// Registered push workers, by id.
+    push_workers: BTreeMap<WorkerId, PushWorker>,
 }
 
 /// Number of tasks in each status.
@@ -49,7 +51,16 @@ impl Counts {
 impl Table {
     /// Rebuilds a table and its indexes from its rows (a snapshot or the disk).
     pub fn from_tasks(tasks: impl IntoIterator<Item = Task>) -> Table {
-        let mut table = Table::default();
+        Table::from_parts(tasks, [])
+    }
+
+    /// Rebuilds a table from its rows and its push worker registrations.
+    pub fn from_parts(
+        tasks: impl IntoIterator<Item = Task>,
+        push_workers: impl IntoIterator<Item = PushWorker>,
+    ) -> Table {
+        let push_workers = push_workers.into_iter().map(|w| (w.id.clone(), w)).collect();
+        let mut table = Table { push_workers, ..Table::default() };
         for task in tasks {
             table.next_id = table.next_id.max(task.id.0);
             if let Some(key) = &task.key {
@@ -99,7 +110,21 @@ impl Table {
             Command::Cancel { task, now_ms } => {
                 Response::Outcome(self.cancel(task, now_ms, touched))
             }
+            Command::Register { worker, addr, capacity, ttl_ms, now_ms } => {
+                Response::Outcome(self.register(worker, addr, capacity, ttl_ms, now_ms))
+            }
+            Command::Deregister { worker, .. } => {
+                Response::Outcome(match self.push_workers.remove(&worker) {
+                    Some(_) => Outcome::Accepted,
+                    None => Outcome::NotFound,
+                })
+            }
         }
+    }
+
+    /// Registered push workers (live or lapsed), by id.
+    pub fn push_workers(&self) -> impl Iterator<Item = &PushWorker> {
+        self.push_workers.values()
     }
 
     /// One task by id.
@@ -148,7 +173,32 @@ impl Table {
             h.u64(t.submitted_ms);
             h.u64(t.finished_ms.unwrap_or(u64::MAX));
         }
+        for w in self.push_workers.values() {
+            h.bytes(w.id.0.as_bytes());
+            h.bytes(w.addr.as_bytes());
+            h.u64(w.capacity as u64);
+            h.u64(w.ttl_ms);
+            h.u64(w.renewed_ms);
+        }
         h.0
+    }
+
+    fn register(
+        &mut self,
+        worker: WorkerId,
+        addr: String,
+        capacity: u32,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Outcome {
+        if let Some(existing) = self.push_workers.get(&worker) {
+            if existing.addr != addr && existing.live(now_ms) {
+                return Outcome::Stale;
+            }
+        }
+        let entry = PushWorker { id: worker.clone(), addr, capacity, ttl_ms, renewed_ms: now_ms };
+        self.push_workers.insert(worker, entry);
+        Outcome::Accepted
     }
 
     fn submit(&mut self, new: NewTask, now_ms: u64, touched: &mut BTreeSet<TaskId>) -> Submitted {

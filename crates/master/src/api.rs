@@ -26,6 +26,7 @@ use taskraft_proto::{LeaderHint, NodeId, NodeInfo, WireError};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::dispatch::{self, PushBoard, REGISTRATION_TTL_MS, RENEW_INTERVAL_MS};
 use crate::store::Applied;
 use crate::{now_ms, Raft};
 
@@ -45,6 +46,8 @@ struct Inner {
     settings: ClusterSettings,
     /// How long a proposal may wait for commit before the answer is "unknown".
     propose_timeout: Duration,
+    /// Push workers as the dispatcher sees them.
+    board: PushBoard,
 }
 
 impl Api {
@@ -54,10 +57,11 @@ impl Api {
         applied: Arc<RwLock<Applied>>,
         applied_index: watch::Receiver<u64>,
         settings: ClusterSettings,
+        board: PushBoard,
     ) -> Api {
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
-        Api(Arc::new(Inner { raft, applied, applied_index, settings, propose_timeout }))
+        Api(Arc::new(Inner { raft, applied, applied_index, settings, propose_timeout, board }))
     }
 
     /// Proposes `cmd` and waits until it is applied here.
@@ -350,6 +354,7 @@ impl ClientService for Api {
             counts,
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
+            workers: self.0.board.status(),
         })
     }
 
@@ -369,6 +374,61 @@ impl ClientService for Api {
             .take(limit.clamp(1, MAX_LIST) as usize)
             .cloned()
             .collect())
+    }
+
+    async fn register(
+        self,
+        _: Context,
+        worker: WorkerId,
+        addr: String,
+        capacity: u32,
+    ) -> Result<u64, WireError> {
+        Self::check_worker(&worker)?;
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(WireError::Invalid(format!("{addr:?} is not an IP:port address")));
+        }
+        if capacity == 0 || capacity > MAX_TASKS_PER_REQUEST {
+            return Err(WireError::Invalid(format!(
+                "capacity {capacity}; use 1 to {MAX_TASKS_PER_REQUEST}"
+            )));
+        }
+        match dispatch::ping(&addr).await {
+            Ok((who, _)) if who == worker => {}
+            Ok((who, _)) => {
+                return Err(WireError::Invalid(format!(
+                    "{addr} answers as worker {who}, not {worker}"
+                )))
+            }
+            Err(e) => {
+                return Err(WireError::Invalid(format!(
+                    "cannot reach push worker {worker} at {addr}: {e}"
+                )))
+            }
+        }
+        let cmd = Command::Register {
+            worker: worker.clone(),
+            addr,
+            capacity,
+            ttl_ms: REGISTRATION_TTL_MS,
+            now_ms: now_ms(),
+        };
+        match self.propose(cmd).await? {
+            Response::Outcome(Outcome::Accepted) => Ok(RENEW_INTERVAL_MS),
+            Response::Outcome(_) => Err(WireError::Invalid(format!(
+                "worker id {worker} is registered from another address that is still live; give this worker another --id"
+            ))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn deregister(self, _: Context, worker: WorkerId) -> Result<(), WireError> {
+        match self.propose(Command::Deregister { worker, now_ms: now_ms() }).await? {
+            Response::Outcome(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn node_report(self, _: Context) -> NodeReport {

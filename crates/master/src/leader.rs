@@ -13,6 +13,8 @@
 //!   harmless on a lease that has since been extended or completed, because
 //!   `apply` checks the lease, not the proposer.
 //!
+//! The push dispatcher ([`crate::dispatch`]) runs under the same token.
+//!
 //! Long-poll waiters are not owned here: each `request` checks leadership
 //! itself and answers `NotLeader` as soon as the metrics change.
 
@@ -26,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::dispatch::Dispatcher;
 use crate::store::Applied;
 use crate::{now_ms, Raft};
 
@@ -33,12 +36,9 @@ use crate::{now_ms, Raft};
 const MAX_EXPIRE_BATCH: usize = 1000;
 
 /// Starts the watcher that runs leader duties while this node leads.
-pub fn spawn(
-    raft: Raft,
-    applied: Arc<RwLock<Applied>>,
-    settings: ClusterSettings,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+pub fn spawn(dispatcher: Dispatcher, shutdown: CancellationToken) -> JoinHandle<()> {
+    let (raft, applied, settings) =
+        (dispatcher.raft.clone(), dispatcher.applied.clone(), dispatcher.settings.clone());
     tokio::spawn(async move {
         let mut metrics = raft.metrics();
         let mut running: Option<(u64, CancellationToken)> = None;
@@ -66,6 +66,7 @@ pub fn spawn(
                 let scanner =
                     scan_leases(raft.clone(), applied.clone(), settings.clone(), token.clone());
                 tokio::spawn(scanner);
+                tokio::spawn(dispatcher.clone().run(token.clone()));
                 running = Some((term, token));
             }
             tokio::select! {

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod dispatch;
 pub mod leader;
 pub mod network;
 pub mod node;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::Api;
+use crate::dispatch::{Dispatcher, PushBoard};
 use crate::network::PeerNetwork;
 use crate::peer::PeerServer;
 use crate::store::{self, StateMachine};
@@ -99,18 +100,28 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let shutdown = CancellationToken::new();
-        let api = Api::new(raft.clone(), sm.applied(), sm.subscribe(), config.cluster.clone());
+        let board = PushBoard::default();
+        let api = Api::new(
+            raft.clone(),
+            sm.applied(),
+            sm.subscribe(),
+            config.cluster.clone(),
+            board.clone(),
+        );
         let mut tasks = vec![
             server::serve_peers(peer_listener, PeerServer::new(raft.clone()), shutdown.clone()),
             server::serve_clients(client_listener, api, shutdown.clone()),
         ];
         maybe_initialize(&raft, config, id).await?;
-        tasks.push(leader::spawn(
-            raft.clone(),
-            sm.applied(),
-            config.cluster.clone(),
-            shutdown.clone(),
-        ));
+        let dispatcher = Dispatcher {
+            raft: raft.clone(),
+            applied: sm.applied(),
+            applied_index: sm.subscribe(),
+            settings: config.cluster.clone(),
+            configured: config.push_worker.clone(),
+            board,
+        };
+        tasks.push(leader::spawn(dispatcher, shutdown.clone()));
         tasks.push(spawn_election_watchdog(
             raft.clone(),
             config.cluster.election_timeout_ms[1],

@@ -6,9 +6,7 @@
 //! connections already open are dropped then too, so a stopped node
 //! answers nothing.
 
-use std::future::Future;
-
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use taskraft_proto::client::{ClientService, ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::{PeerService, PeerServiceRequest, PeerServiceResponse};
@@ -16,7 +14,6 @@ use taskraft_proto::transport;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 use crate::api::Api;
 use crate::peer::PeerServer;
@@ -31,7 +28,7 @@ pub fn serve_peers(
         tarpc::ClientMessage<PeerServiceRequest>,
         tarpc::Response<PeerServiceResponse>,
     >(listener);
-    spawn_accept_loop(incoming, shutdown, move |t| {
+    transport::spawn_accept_loop(incoming, shutdown, move |t| {
         BaseChannel::with_defaults(t).execute(server.clone().serve()).for_each(|request| async {
             tokio::spawn(request);
         })
@@ -48,42 +45,9 @@ pub fn serve_clients(
         tarpc::ClientMessage<ClientServiceRequest>,
         tarpc::Response<ClientServiceResponse>,
     >(listener);
-    spawn_accept_loop(incoming, shutdown, move |t| {
+    transport::spawn_accept_loop(incoming, shutdown, move |t| {
         BaseChannel::with_defaults(t).execute(api.clone().serve()).for_each(|request| async {
             tokio::spawn(request);
         })
-    })
-}
-
-fn spawn_accept_loop<T, F, Fut>(
-    incoming: impl Stream<Item = T> + Send + 'static,
-    shutdown: CancellationToken,
-    serve_connection: F,
-) -> JoinHandle<()>
-where
-    T: Send + 'static,
-    F: Fn(T) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut incoming = std::pin::pin!(incoming);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                conn = incoming.next() => match conn {
-                    Some(t) => {
-                        let (conn, stop) = (serve_connection(t), shutdown.clone());
-                        tokio::spawn(async move {
-                            tokio::select! {
-                                _ = stop.cancelled() => {}
-                                _ = conn => {}
-                            }
-                        });
-                    }
-                    None => break,
-                },
-            }
-        }
-        debug!("accept loop stopped");
     })
 }

@@ -72,6 +72,25 @@ pub struct ClusterStatus {
     pub last_log_index: Option<u64>,
     /// Last applied index on the leader.
     pub last_applied: Option<u64>,
+    /// Push workers, as the leader's dispatcher sees them.
+    pub workers: Vec<PushWorkerStatus>,
+}
+
+/// One push worker in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushWorkerStatus {
+    /// Its id.
+    pub id: WorkerId,
+    /// Where it serves `DoTask`.
+    pub addr: String,
+    /// Whether the leader currently sends it tasks.
+    pub healthy: bool,
+    /// Tasks dispatched to it and not yet answered.
+    pub in_flight: u32,
+    /// Tasks it completed under this leader.
+    pub completed: u64,
+    /// Tasks it may hold at once.
+    pub capacity: u32,
 }
 
 /// What one node holds, as that node sees it (not linearizable).
@@ -122,4 +141,9 @@ pub trait ClientService {
     async fn task(id: TaskId) -> Result<Task, WireError>;
     /// The answering node's own view; any node answers.
     async fn node_report() -> NodeReport;
+    /// Registers (or renews) a push worker serving at `addr`; returns how
+    /// often (ms) to renew. The leader first checks that `addr` answers as `worker`.
+    async fn register(worker: WorkerId, addr: String, capacity: u32) -> Result<u64, WireError>;
+    /// Removes a push worker's registration.
+    async fn deregister(worker: WorkerId) -> Result<(), WireError>;
 }

@@ -21,6 +21,23 @@ pub struct ClusterConfig {
     /// The masters, one `[[node]]` table each.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
+    /// Push workers known without registration, one `[[push_worker]]` table each.
+    #[serde(default)]
+    pub push_worker: Vec<PushWorkerConfig>,
+}
+
+/// One `[[push_worker]]` table: a push worker the leader dispatches to
+/// without it registering.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushWorkerConfig {
+    /// The worker's id (as its `--id`).
+    pub id: String,
+    /// Where it serves `DoTask`.
+    pub addr: String,
+    /// Tasks it takes at once.
+    #[serde(default = "defaults::push_capacity")]
+    pub capacity: u32,
 }
 
 /// The `[cluster]` table.
@@ -81,6 +98,9 @@ mod defaults {
     }
     pub fn max_payload_bytes() -> u64 {
         1024 * 1024
+    }
+    pub fn push_capacity() -> u32 {
+        4
     }
 }
 
@@ -202,6 +222,25 @@ impl ClusterConfig {
             }
             if node.data_dir.as_os_str().is_empty() {
                 return Err(invalid(format!("{at}.data_dir"), "must not be empty"));
+            }
+        }
+        let mut push_ids = BTreeSet::new();
+        for (i, w) in self.push_worker.iter().enumerate() {
+            let at = format!("push_worker[{i}]");
+            if w.id.trim().is_empty() || !push_ids.insert(w.id.clone()) {
+                return Err(invalid(
+                    format!("{at}.id"),
+                    format!("{:?} is empty or used twice", w.id),
+                ));
+            }
+            if w.addr.parse::<SocketAddr>().is_err() {
+                return Err(invalid(
+                    format!("{at}.addr"),
+                    format!("{:?} is not an IP:port address", w.addr),
+                ));
+            }
+            if w.capacity == 0 || w.capacity > 256 {
+                return Err(invalid(format!("{at}.capacity"), "must be between 1 and 256"));
             }
         }
         Ok(())

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod peer;
+pub mod push;
 pub mod raft;
 pub mod transport;
 

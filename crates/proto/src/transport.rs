@@ -2,15 +2,18 @@
 //! length-delimited bincode frames, and a frame limit large enough for
 //! snapshot chunks and batched submits.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{de::DeserializeOwned, Serialize};
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Largest frame accepted on any port. A malformed or hostile length prefix
 /// above it closes the connection instead of allocating.
@@ -60,4 +63,38 @@ where
             Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")))
         }
     }
+}
+
+/// Runs `serve_connection` on its own task for every connection `incoming`
+/// yields, until `shutdown` fires; then open connections are dropped too.
+pub fn spawn_accept_loop<T, F, Fut>(
+    incoming: impl Stream<Item = T> + Send + 'static,
+    shutdown: CancellationToken,
+    serve_connection: F,
+) -> JoinHandle<()>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut incoming = std::pin::pin!(incoming);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                conn = incoming.next() => match conn {
+                    Some(t) => {
+                        let (conn, stop) = (serve_connection(t), shutdown.clone());
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = conn => {}
+                            }
+                        });
+                    }
+                    None => break,
+                },
+            }
+        }
+    })
 }

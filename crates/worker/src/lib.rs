@@ -3,7 +3,8 @@
 //!
 //! - [`handler`]: what processing means (`echo`, `upper`, `sleep:MS`, or an
 //!   external command);
-//! - [`Worker`]: the loop, with lease heartbeats and a graceful drain.
+//! - [`Worker`]: the loop, with lease heartbeats and a graceful drain;
+//! - [`push::serve`]: the push-mode `DoTask` server, registered with the cluster.
 //!
 //! Processing is at-least-once: a task whose lease ran out (a slow handler
 //! with extension turned off, a paused process, a partition) is handed to
@@ -14,6 +15,7 @@
 
 pub mod handler;
 mod pull;
+pub mod push;
 
 pub use handler::Handler;
 pub use pull::{Summary, Worker, WorkerOptions};

@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use taskraft_core::WorkerId;
-use taskraft_worker::{handler, Worker, WorkerOptions};
+use taskraft_worker::{handler, push, Worker, WorkerOptions};
 use tracing::info;
 
 use crate::args::WorkerArgs;
@@ -23,9 +23,40 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
         exit_when_done: args.exit_when_done,
         poll_wait: args.poll_wait,
     };
+    if args.push {
+        return push(args, handler, client).await;
+    }
     info!(worker = %args.id, seeds = ?client.seeds(), "worker started");
     let worker = Worker::new(client, WorkerId(args.id.clone()), options);
     let summary = worker.run(handler, super::shutdown_signal()).await?;
     info!(worker = %args.id, completed = summary.completed, failed = summary.failed, fenced = summary.fenced, "worker stopped");
+    Ok(())
+}
+
+async fn push(
+    args: WorkerArgs,
+    handler: taskraft_worker::Handler,
+    client: std::sync::Arc<taskraft_client::Client>,
+) -> Result<(), Failure> {
+    let listen = args.listen.clone().expect("clap requires --listen with --push");
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Failure::Usage(anyhow!("cannot listen on {listen}: {e}")))?;
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| listener.local_addr().map_or(listen, |a| a.to_string()));
+    info!(worker = %args.id, %advertise, "push worker started");
+    let capacity = args.concurrency.clamp(1, 256) as u32;
+    push::serve(
+        listener,
+        advertise,
+        WorkerId(args.id),
+        capacity,
+        handler,
+        client,
+        super::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

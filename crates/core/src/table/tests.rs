@@ -260,3 +260,35 @@ fn touched_names_every_changed_row() {
     t.apply_touching(Command::Assign { worker: w("w01"), max: 1, now_ms: 0 }, &mut touched);
     assert_eq!(touched.into_iter().collect::<Vec<_>>(), vec![TaskId(1)]);
 }
+
+#[test]
+fn push_worker_id_is_held_by_its_live_registration() {
+    let mut t = Table::default();
+    let reg = |addr: &str, now_ms| Command::Register {
+        worker: w("p1"),
+        addr: addr.into(),
+        capacity: 2,
+        ttl_ms: 1000,
+        now_ms,
+    };
+    assert_eq!(t.apply(reg("127.0.0.1:1", 0)), Response::Outcome(Outcome::Accepted));
+    assert_eq!(
+        t.apply(reg("127.0.0.1:2", 500)),
+        Response::Outcome(Outcome::Stale),
+        "another address while live"
+    );
+    assert_eq!(t.apply(reg("127.0.0.1:1", 900)), Response::Outcome(Outcome::Accepted), "renewal");
+    assert_eq!(
+        t.apply(reg("127.0.0.1:2", 2000)),
+        Response::Outcome(Outcome::Accepted),
+        "lapsed: taken over"
+    );
+    assert_eq!(t.push_workers().next().unwrap().addr, "127.0.0.1:2");
+    let rebuilt = Table::from_parts(t.tasks().cloned(), t.push_workers().cloned());
+    assert_eq!(rebuilt, t);
+    assert_eq!(
+        t.apply(Command::Deregister { worker: w("p1"), now_ms: 1 }),
+        Response::Outcome(Outcome::Accepted)
+    );
+    assert_eq!(t.push_workers().count(), 0);
+}

@@ -20,7 +20,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError,
     StoredMembership,
 };
-use taskraft_core::{Response, Table, Task, TaskId};
+use taskraft_core::{Command, PushWorker, Response, Table, Task, TaskId};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 
@@ -29,6 +29,7 @@ use super::{decode, encode};
 const LAST_APPLIED: &[u8] = b"m:last_applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
 const SNAPSHOT: &[u8] = b"s:current";
+const PUSH_WORKERS: &[u8] = b"m:push_workers";
 const ROW_PREFIX: u8 = b't';
 
 fn row_key(id: TaskId) -> [u8; 9] {
@@ -80,8 +81,12 @@ impl StateMachine {
             Some(v) => decode(&v).map_err(|e| format!("membership: {e}"))?,
             None => StoredMembership::default(),
         };
+        let workers: Vec<PushWorker> = match get(PUSH_WORKERS)? {
+            Some(v) => decode(&v).map_err(|e| format!("push workers: {e}"))?,
+            None => Vec::new(),
+        };
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
-        let applied = Applied { table: Table::from_tasks(rows), last_applied, membership };
+        let applied = Applied { table: Table::from_parts(rows, workers), last_applied, membership };
         Ok(StateMachine {
             tree,
             applied: Arc::new(RwLock::new(applied)),
@@ -130,11 +135,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let index = {
             let mut a = self.applied.write().expect("applied lock");
             let mut touched = BTreeSet::new();
+            let mut registry_changed = false;
             for entry in entries {
                 a.last_applied = Some(entry.log_id);
                 responses.push(match entry.payload {
                     EntryPayload::Blank => Response::Empty,
-                    EntryPayload::Normal(cmd) => a.table.apply_touching(cmd, &mut touched),
+                    EntryPayload::Normal(cmd) => {
+                        registry_changed |=
+                            matches!(cmd, Command::Register { .. } | Command::Deregister { .. });
+                        a.table.apply_touching(cmd, &mut touched)
+                    }
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(entry.log_id), m);
                         batch.insert(MEMBERSHIP, encode(&a.membership));
@@ -145,6 +155,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for id in touched {
                 let task = a.table.get(id).expect("a touched task exists");
                 batch.insert(&row_key(id), encode(task));
+            }
+            if registry_changed {
+                batch.insert(PUSH_WORKERS, encode(&a.table.push_workers().collect::<Vec<_>>()));
             }
             batch.insert(LAST_APPLIED, encode(&a.last_applied));
             a.last_applied.map_or(0, |l| l.index)
@@ -174,7 +187,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let rows: Vec<Task> =
+        let (rows, workers): (Vec<Task>, Vec<PushWorker>) =
             decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let membership = meta.last_membership.clone();
         // Replace the whole state machine in one batch: rows absent from the
@@ -189,12 +202,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         batch.insert(LAST_APPLIED, encode(&meta.last_log_id));
         batch.insert(MEMBERSHIP, encode(&membership));
+        batch.insert(PUSH_WORKERS, encode(&workers));
         batch.insert(SNAPSHOT, encode(&StoredSnapshot { meta: meta.clone(), data }));
         self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        *self.applied.write().expect("applied lock") =
-            Applied { table: Table::from_tasks(rows), last_applied: meta.last_log_id, membership };
+        *self.applied.write().expect("applied lock") = Applied {
+            table: Table::from_parts(rows, workers),
+            last_applied: meta.last_log_id,
+            membership,
+        };
         self.applied_index.send_replace(index);
         Ok(())
     }
@@ -217,7 +234,8 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let rows: Vec<&Task> = self.copy.table.tasks().collect();
-        let data = encode(&rows);
+        let workers: Vec<&PushWorker> = self.copy.table.push_workers().collect();
+        let data = encode(&(rows, workers));
         let index = self.copy.last_applied.map_or(0, |l| l.index);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

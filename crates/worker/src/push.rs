@@ -1,0 +1,87 @@
+//! The push worker: a `DoTask` server, registered with the cluster.
+//!
+//! [`serve`] answers `DoTask` with the handler (at most `capacity` at once)
+//! and keeps its registration alive: it registers on start and renews every
+//! interval the leader asks for, following leader changes through the
+//! client library. On `stop` it deregisters and closes its port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use taskraft_client::{Client, ClientError};
+use taskraft_core::{Lease, WorkerId};
+use taskraft_proto::push::{WorkerService, WorkerServiceRequest, WorkerServiceResponse};
+use taskraft_proto::transport;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::handler::Handler;
+
+/// A push worker's `DoTask` service.
+#[derive(Clone)]
+struct PushService {
+    id: WorkerId,
+    handler: Handler,
+    permits: Arc<Semaphore>,
+}
+
+impl WorkerService for PushService {
+    async fn do_task(self, _: Context, lease: Lease, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+        info!(worker = %self.id, %lease, "processing (push)");
+        (self.handler)(lease.task, data).await
+    }
+
+    async fn ping(self, _: Context) -> WorkerId {
+        self.id
+    }
+}
+
+/// Serves `DoTask` on `listener` as worker `id`, advertised to the cluster at
+/// `advertise`, until `stop` fires. Fails if the cluster refuses the registration.
+pub async fn serve(
+    listener: TcpListener,
+    advertise: String,
+    id: WorkerId,
+    capacity: u32,
+    handler: Handler,
+    client: Arc<Client>,
+    stop: CancellationToken,
+) -> Result<(), ClientError> {
+    let service = PushService {
+        id: id.clone(),
+        handler,
+        permits: Arc::new(Semaphore::new(capacity as usize)),
+    };
+    let incoming = transport::incoming::<
+        tarpc::ClientMessage<WorkerServiceRequest>,
+        tarpc::Response<WorkerServiceResponse>,
+    >(listener);
+    let server = transport::spawn_accept_loop(incoming, stop.clone(), move |t| {
+        BaseChannel::with_defaults(t).execute(service.clone().serve()).for_each(|request| async {
+            tokio::spawn(request);
+        })
+    });
+    let mut renew_every = client.register(&id, &advertise, capacity).await?;
+    info!(worker = %id, addr = %advertise, capacity, "push worker registered");
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(renew_every)) => {}
+        }
+        match client.register(&id, &advertise, capacity).await {
+            Ok(every) => renew_every = every,
+            Err(e) => warn!(worker = %id, error = %e, "could not renew the registration"),
+        }
+    }
+    if let Err(e) = client.deregister(&id).await {
+        warn!(worker = %id, error = %e, "could not deregister");
+    }
+    let _ = server.await;
+    Ok(())
+}
