@@ -30,6 +30,38 @@ pub enum Command {
     Result(ResultArgs),
     /// Wait until no task is idle or in progress.
     Wait(WaitArgs),
+    /// Run the standard workloads (W1 enqueue, W2 drain, W3 failover) and print their figures.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub seeds: Seeds,
+    /// Start three masters of this binary in temp dirs for every run (needed for W3).
+    #[arg(long)]
+    pub spawn: bool,
+    /// Workloads to run: w1, w2, w3.
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3")]
+    pub workloads: Vec<String>,
+    /// Runs of each workload; the table shows the median run.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Tasks per run.
+    #[arg(long, default_value_t = 20000)]
+    pub n: usize,
+    /// Worker loops in W2 and W3, each with its own connection.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Tasks leased per request in W2 and W3 (batched leases).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
+    /// W1 producer counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub producers: Vec<usize>,
+    /// Also print one JSON line per run.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the cluster is, for every client command.

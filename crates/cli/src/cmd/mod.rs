@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and holds what they share.
 
+mod bench;
 mod master;
 mod read;
 mod submit;
@@ -26,6 +27,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Tasks(a) => read::tasks(a).await,
         Command::Result(a) => read::result(a).await,
         Command::Wait(a) => wait::run(a).await,
+        Command::Bench(a) => bench::run(a).await,
     }
 }
 

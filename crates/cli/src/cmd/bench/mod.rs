@@ -1,0 +1,147 @@
+//! `taskraft bench`: the standard workloads of BENCH.md.
+//!
+//! W1 enqueue (C closed-loop producers), W2 drain (worker loops that
+//! request and complete), W3 failover (W2 with the leader SIGKILLed at 2 s).
+//! With `--spawn` every run gets a fresh three-node cluster of this binary
+//! in a temp dir; otherwise W1 and W2 run against the cluster of
+//! `--seeds`/`--config` and W3 is skipped (it must own the processes).
+//! Each workload checks its outcome from the cluster's own record and the
+//! command fails if a check fails.
+
+mod spawn;
+mod workloads;
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use crate::args::BenchArgs;
+use crate::Failure;
+use spawn::Spawned;
+use workloads::{Outcome, Target};
+
+pub async fn run(args: BenchArgs) -> Result<(), Failure> {
+    let (n, workers, batch) = (args.n, args.workers, args.batch);
+    let mut rows: Vec<(String, Vec<Outcome>)> = Vec::new();
+    for workload in &args.workloads {
+        let runs = match workload.as_str() {
+            "w1" => {
+                for &c in &args.producers {
+                    let name = format!("W1 enqueue, C={c}");
+                    rows.push((
+                        name,
+                        repeat(&args, |t| Box::pin(workloads::enqueue(t, n, c))).await?,
+                    ));
+                }
+                continue;
+            }
+            "w2" => {
+                repeat(&args, |t| Box::pin(workloads::drain(t, n, workers, batch, None))).await?
+            }
+            "w3" if !args.spawn => {
+                eprintln!("W3 needs --spawn (the bench must own the processes to SIGKILL the leader); skipped");
+                continue;
+            }
+            "w3" => {
+                let mut outcomes = Vec::new();
+                for run in 1..=args.runs {
+                    let spawned = Spawned::start()?;
+                    let target = Target { client: spawned.client(), spawned: Some(spawned) };
+                    let o =
+                        workloads::drain(target, n, workers, batch, Some(Duration::from_secs(2)))
+                            .await?;
+                    report(&args, "W3 failover", run, &o);
+                    outcomes.push(o);
+                }
+                rows.push(("W3 failover".into(), outcomes));
+                continue;
+            }
+            other => {
+                return Err(Failure::Usage(anyhow!("unknown workload {other:?}; use w1, w2, w3")))
+            }
+        };
+        let name = if args.batch > 1 {
+            format!("W2 drain, {} workers, batch {}", args.workers, args.batch)
+        } else {
+            format!("W2 drain, {} workers", args.workers)
+        };
+        rows.push((name, runs));
+    }
+    print_table(&rows);
+    let failed: Vec<String> =
+        rows.iter().flat_map(|(_, o)| o.iter().filter_map(|o| o.failed_check.clone())).collect();
+    if !failed.is_empty() {
+        return Err(Failure::Failed(anyhow!("checks failed: {}", failed.join("; "))));
+    }
+    Ok(())
+}
+
+type RunFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Outcome>>>>;
+
+/// Runs one workload `--runs` times, each on a fresh spawned cluster or on the given one.
+async fn repeat<F>(args: &BenchArgs, mut once: F) -> Result<Vec<Outcome>, Failure>
+where
+    F: FnMut(Target) -> RunFuture,
+{
+    let mut outcomes = Vec::new();
+    for run in 1..=args.runs {
+        let outcome = if args.spawn {
+            let spawned = Spawned::start()?;
+            once(Target { client: spawned.client(), spawned: Some(spawned) }).await?
+        } else {
+            once(Target { client: super::client(&args.seeds)?, spawned: None }).await?
+        };
+        report(args, "run", run, &outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+fn report(args: &BenchArgs, name: &str, run: usize, o: &Outcome) {
+    if args.json {
+        println!(
+            "{}",
+            json!({ "workload": o.name, "run": run, "figures": o.figures, "check": o.failed_check.clone().unwrap_or_else(|| "ok".into()) })
+        );
+    } else {
+        eprintln!(
+            "{name} {run}: {} {:.0} tasks/s{}",
+            o.name,
+            o.tasks_per_s,
+            o.failed_check.as_ref().map_or(String::new(), |f| format!("  CHECK FAILED: {f}"))
+        );
+    }
+}
+
+/// Prints the median run of each workload.
+fn print_table(rows: &[(String, Vec<Outcome>)]) {
+    println!(
+        "{:<34} {:>12} {:>10} {:>10}  {}",
+        "workload (median run)", "tasks/s", "p50", "p99", "details"
+    );
+    for (name, outcomes) in rows {
+        if outcomes.is_empty() {
+            continue;
+        }
+        let mut sorted: Vec<&Outcome> = outcomes.iter().collect();
+        sorted.sort_by(|a, b| a.tasks_per_s.total_cmp(&b.tasks_per_s));
+        let m = sorted[sorted.len() / 2];
+        let us = |v: u64| {
+            if v >= 1000 {
+                format!("{:.1} ms", v as f64 / 1000.0)
+            } else {
+                format!("{v} µs")
+            }
+        };
+        println!(
+            "{:<34} {:>12.0} {:>10} {:>10}  {}",
+            name,
+            m.tasks_per_s,
+            us(m.p50_us),
+            us(m.p99_us),
+            m.details
+        );
+    }
+    println!("acknowledged = committed and fsynced (sled flush) on a majority of the 3 masters");
+}

@@ -1,0 +1,326 @@
+//! The three workloads, each returning its figures and its check.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use taskraft_client::{Client, ClientOptions};
+use taskraft_core::{NewTask, Outcome as LeaseOutcome, WorkerId};
+use taskraft_proto::client::Assignment;
+
+use super::spawn::Spawned;
+
+/// Where a run goes: a client, and the processes when the bench owns them.
+pub struct Target {
+    /// A client of the cluster.
+    pub client: Arc<Client>,
+    /// The masters, when started by the bench (W3 needs them).
+    pub spawned: Option<Spawned>,
+}
+
+/// One run's figures.
+pub struct Outcome {
+    /// The workload's name.
+    pub name: String,
+    /// Throughput.
+    pub tasks_per_s: f64,
+    /// Median latency of the timed operation.
+    pub p50_us: u64,
+    /// 99th percentile latency.
+    pub p99_us: u64,
+    /// A one-line summary of the other figures.
+    pub details: String,
+    /// Every figure, for `--json`.
+    pub figures: Value,
+    /// Why the check failed, if it did.
+    pub failed_check: Option<String>,
+}
+
+/// Task `i`'s payload: `i` as 16 zero-padded digits, then 48 filler bytes a..z.
+pub fn payload(i: usize) -> Vec<u8> {
+    let mut p = format!("{i:016}").into_bytes();
+    p.extend((0..48u8).map(|j| b'a' + j % 26));
+    p
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+fn own_client(shared: &Client) -> Arc<Client> {
+    let options =
+        ClientOptions { call_timeout: Duration::from_millis(1000), ..ClientOptions::default() };
+    Arc::new(Client::with_options(shared.seeds().to_vec(), options))
+}
+
+/// W1: `producers` closed-loop producers submit `n` keyed tasks one at a time.
+pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Result<Outcome> {
+    let before = target.client.status().await.context("status before W1")?.counts.total();
+    let run: u32 = rand::random();
+    let next = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..producers {
+        let (client, next, retries) = (own_client(&target.client), next.clone(), retries.clone());
+        handles.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let mut last = Instant::now();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return (hist, last);
+                }
+                let task = NewTask {
+                    data: payload(i),
+                    key: Some(format!("{run:08x}-{i}")),
+                    priority: 0,
+                    max_attempts: 0,
+                };
+                let t0 = Instant::now();
+                while client.submit(vec![task.clone()]).await.is_err() {
+                    retries.fetch_add(1, Ordering::Relaxed);
+                }
+                last = Instant::now();
+                hist.record(t0.elapsed().as_micros() as u64).ok();
+            }
+        }));
+    }
+    let mut hist = histogram();
+    let mut end = started;
+    for h in handles {
+        let (h, last) = h.await?;
+        hist.add(h).ok();
+        end = end.max(last);
+    }
+    let secs = (end - started).as_secs_f64();
+    let held = target.client.status().await?.counts.total() - before;
+    let failed_check =
+        (held != n as u64).then(|| format!("W1: the cluster holds {held} new tasks, not {n}"));
+    let retries = retries.load(Ordering::Relaxed);
+    Ok(Outcome {
+        name: format!("w1 c={producers}"),
+        tasks_per_s: n as f64 / secs,
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        details: format!("{held} held, {retries} retries"),
+        figures: json!({ "n": n, "producers": producers, "seconds": secs, "tasks_per_s": n as f64 / secs,
+            "p50_us": hist.value_at_quantile(0.5), "p99_us": hist.value_at_quantile(0.99), "retries": retries }),
+        failed_check,
+    })
+}
+
+/// What the drain loops share.
+#[derive(Default)]
+struct Shared {
+    failed_completes: AtomicU64,
+    killed_at: Mutex<Option<Instant>>,
+    first_after_kill: Mutex<Option<Instant>>,
+    last_accept: Mutex<Option<Instant>>,
+}
+
+/// One worker loop of W2/W3: request up to `batch`, complete each, until drained.
+async fn drain_loop(
+    client: Arc<Client>,
+    name: String,
+    batch: u32,
+    shared: Arc<Shared>,
+) -> (Histogram<u64>, Histogram<u64>) {
+    let (mut req_hist, mut done_hist) = (histogram(), histogram());
+    let worker = WorkerId(name);
+    loop {
+        let sent = Instant::now();
+        let (tasks, lease) = match client.request(&worker, batch, Duration::from_millis(500)).await
+        {
+            Ok(Assignment::Leased { tasks, lease_timeout_ms }) => {
+                (tasks, Duration::from_millis(lease_timeout_ms))
+            }
+            Ok(Assignment::Drained) => return (req_hist, done_hist),
+            Ok(Assignment::NoTask) | Err(_) => continue,
+        };
+        req_hist.record(sent.elapsed().as_micros() as u64).ok();
+        for task in tasks {
+            let give_up = sent + lease;
+            loop {
+                let t0 = Instant::now();
+                match client.complete(task.lease, &worker, b"ok".to_vec()).await {
+                    Ok(outcome) => {
+                        let now = Instant::now();
+                        done_hist.record((now - t0).as_micros() as u64).ok();
+                        if outcome == LeaseOutcome::Accepted {
+                            *shared.last_accept.lock().unwrap() = Some(now);
+                            let killed = *shared.killed_at.lock().unwrap();
+                            if killed.is_some_and(|k| sent > k) {
+                                shared.first_after_kill.lock().unwrap().get_or_insert(now);
+                            }
+                        }
+                        break;
+                    }
+                    Err(_) => {
+                        shared.failed_completes.fetch_add(1, Ordering::Relaxed);
+                        if Instant::now() > give_up {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// W2 (and W3 with `kill_at`): `workers` loops drain `n` queued tasks.
+pub async fn drain(
+    mut target: Target,
+    n: usize,
+    workers: usize,
+    batch: u32,
+    kill_at: Option<Duration>,
+) -> anyhow::Result<Outcome> {
+    let client = target.client.clone();
+    let before = client.status().await.context("status before the drain")?;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let tasks = chunk
+            .iter()
+            .map(|i| NewTask { data: payload(*i), key: None, priority: 0, max_attempts: 0 })
+            .collect();
+        client.submit(tasks).await.context("queueing tasks")?;
+    }
+    let shared = Arc::new(Shared::default());
+    let started = Instant::now();
+    let loops: Vec<_> = (0..workers)
+        .map(|i| {
+            tokio::spawn(drain_loop(
+                own_client(&client),
+                format!("bench-w{i:02}"),
+                batch,
+                shared.clone(),
+            ))
+        })
+        .collect();
+    let mut failover = json!(null);
+    if let (Some(after), Some(spawned)) = (kill_at, target.spawned.as_mut()) {
+        failover = kill_leader(&client, spawned, after, &shared).await?;
+    }
+    let (mut req_hist, mut done_hist) = (histogram(), histogram());
+    for l in loops {
+        let (r, d) = l.await?;
+        req_hist.add(r).ok();
+        done_hist.add(d).ok();
+    }
+    let end = shared.last_accept.lock().unwrap().unwrap_or(started);
+    let secs = (end - started).as_secs_f64();
+    let after = client.status().await?;
+    let completed = after.counts.completed - before.counts.completed;
+    let twice = client.all_tasks(None).await?.iter().filter(|t| t.attempt.0 > 1).count();
+    let lost = n as u64 - completed.min(n as u64);
+    let mut failed_check = None;
+    if completed != n as u64 || after.counts.idle != 0 || after.counts.in_progress != 0 {
+        failed_check = Some(format!(
+            "drain: {completed} of {n} completed, {} idle, {} in progress",
+            after.counts.idle, after.counts.in_progress
+        ));
+    }
+    if kill_at.is_some() {
+        if let Some(spawned) = target.spawned.as_mut() {
+            failover["rejoin_ms"] =
+                json!(rejoin(&client, spawned, failover["killed"].as_u64().unwrap_or(0)).await?);
+        }
+    }
+    let elections = after.term - before.term;
+    let failed = shared.failed_completes.load(Ordering::Relaxed);
+    let name = if kill_at.is_some() { "w3" } else { "w2" };
+    let mut details = format!("{completed} completed, {lost} lost, {twice} delivered twice, {failed} failed completes, {elections} term changes");
+    if kill_at.is_some() {
+        details += &format!(
+            "; unavailable {} ms, new leader seen {} ms, rejoin {} ms",
+            failover["unavailable_ms"], failover["new_leader_ms"], failover["rejoin_ms"]
+        );
+    }
+    Ok(Outcome {
+        name: format!("{name} workers={workers} batch={batch}"),
+        tasks_per_s: n as f64 / secs,
+        p50_us: done_hist.value_at_quantile(0.5),
+        p99_us: done_hist.value_at_quantile(0.99),
+        details,
+        figures: json!({ "n": n, "workers": workers, "batch": batch, "seconds": secs, "tasks_per_s": n as f64 / secs,
+            "complete_p50_us": done_hist.value_at_quantile(0.5), "complete_p99_us": done_hist.value_at_quantile(0.99),
+            "request_p50_us": req_hist.value_at_quantile(0.5), "request_p99_us": req_hist.value_at_quantile(0.99),
+            "completed": completed, "lost": lost, "delivered_twice": twice, "failed_completes": failed,
+            "term_changes": elections, "failover": failover }),
+        failed_check,
+    })
+}
+
+/// W3's fault: after `after`, SIGKILL the leader; measure the new leader and
+/// the first accepted completion of a task requested after the kill.
+async fn kill_leader(
+    client: &Client,
+    spawned: &mut Spawned,
+    after: Duration,
+    shared: &Shared,
+) -> anyhow::Result<Value> {
+    tokio::time::sleep(after).await;
+    let leader = client.status().await?.leader.context("no leader to kill")?;
+    spawned.kill(leader)?;
+    let killed = Instant::now();
+    *shared.killed_at.lock().unwrap() = Some(killed);
+    let survivors: Vec<String> = spawned
+        .config
+        .node
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.client_addr.clone())
+        .collect();
+    let probe = Client::with_options(
+        survivors.clone(),
+        ClientOptions { call_timeout: Duration::from_millis(200), ..ClientOptions::default() },
+    );
+    let new_leader_ms = loop {
+        let mut seen = false;
+        for addr in &survivors {
+            seen |= probe.node_report_at(addr).await.is_ok_and(|r| r.role == "leader");
+        }
+        if seen || killed.elapsed() > Duration::from_secs(30) {
+            break killed.elapsed().as_millis() as u64;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let unavailable_ms = loop {
+        if let Some(first) = *shared.first_after_kill.lock().unwrap() {
+            break (first - killed).as_millis() as u64;
+        }
+        if killed.elapsed() > Duration::from_secs(60) {
+            break u64::MAX;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    Ok(
+        json!({ "killed": leader, "new_leader_ms": new_leader_ms, "unavailable_ms": unavailable_ms }),
+    )
+}
+
+/// Restarts the killed node and measures until it has applied what the leader has.
+async fn rejoin(client: &Client, spawned: &mut Spawned, killed: u64) -> anyhow::Result<u64> {
+    let addr = spawned.config.node(killed)?.client_addr.clone();
+    let started = Instant::now();
+    spawned.start_node(killed)?;
+    loop {
+        let target = client.status().await?.last_applied;
+        if client
+            .node_report_at(&addr)
+            .await
+            .is_ok_and(|r| r.last_applied >= target && r.role == "follower")
+        {
+            return Ok(started.elapsed().as_millis() as u64);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "node {killed} did not rejoin in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
