@@ -117,8 +117,8 @@ fn report(args: &BenchArgs, name: &str, run: usize, o: &Outcome) {
 /// Prints the median run of each workload.
 fn print_table(rows: &[(String, Vec<Outcome>)]) {
     println!(
-        "{:<34} {:>12} {:>10} {:>10}  {}",
-        "workload (median run)", "tasks/s", "p50", "p99", "details"
+        "{:<34} {:>12} {:>10} {:>10}  details",
+        "workload (median run)", "tasks/s", "p50", "p99"
     );
     for (name, outcomes) in rows {
         if outcomes.is_empty() {
