@@ -62,11 +62,9 @@ pub struct ProcCluster {
     links: BTreeMap<(NodeId, NodeId), Proxy>,
 }
 
-/// A free port on 127.0.0.1 (bound, read, released: another process may
-/// take it in between, which is rare enough for tests).
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+/// A free port on 127.0.0.1 that no outgoing connection will take meanwhile.
+pub fn free_addr() -> String {
+    taskraft_proto::transport::free_loopback_addr().expect("a free port")
 }
 
 impl ProcCluster {

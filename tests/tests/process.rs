@@ -27,8 +27,7 @@ fn alive(pid: &str) -> bool {
 #[test]
 fn start_and_stop_scripts_manage_exactly_their_masters() {
     let dir = tempfile::tempdir().unwrap();
-    let free =
-        || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let free = || taskraft_tests::process::free_addr();
     let mut text = format!("[cluster]\nname = \"scripted\"\n{FAST}\n");
     for id in 1..=3 {
         text += &format!("[[node]]\nid = {id}\npeer_addr = \"{}\"\nclient_addr = \"{}\"\ndata_dir = \"data/node{id}\"\n", free(), free());
@@ -225,8 +224,7 @@ async fn push_worker_processes_serve_the_origin_tasks_across_a_leader_kill() {
     let mut cluster = ProcCluster::start(BIN, 3, FAST);
     cluster.leader().await;
     let client = cluster.client();
-    let free =
-        || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let free = || taskraft_tests::process::free_addr();
     let upper = "sleep 0.05; tr a-z A-Z";
     let _workers: Vec<Proc> = ["w1", "w2"]
         .iter()

@@ -186,8 +186,7 @@ async fn bad_registrations_and_a_garbage_worker_are_refused_and_nothing_is_lost(
     cluster.leader().await;
     let client = cluster.client();
 
-    let silent =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let silent = taskraft_tests::process::free_addr();
     match client.register(&WorkerId("ghost".into()), &silent, 1).await {
         Err(ClientError::Refused(WireError::Invalid(m))) => {
             assert!(m.contains("cannot reach push worker ghost"), "{m}")

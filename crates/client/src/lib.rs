@@ -48,7 +48,7 @@ impl Default for ClientOptions {
             call_timeout: Duration::from_millis(1500),
             retry_for: Duration::from_secs(30),
             min_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_millis(100),
         }
     }
 }

@@ -64,6 +64,19 @@ pub enum Command {
     Register { worker: WorkerId, addr: String, capacity: u32, ttl_ms: u64, now_ms: u64 },
     /// Remove a push worker's registration.
     Deregister { worker: WorkerId, now_ms: u64 },
+    /// Several commands in one log entry (group commit), applied in order.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Whether applying this command may change the push worker registry.
+    pub fn touches_registry(&self) -> bool {
+        match self {
+            Command::Register { .. } | Command::Deregister { .. } => true,
+            Command::Batch(cmds) => cmds.iter().any(Command::touches_registry),
+            _ => false,
+        }
+    }
 }
 
 /// What a lease-carrying command did.
@@ -99,6 +112,8 @@ pub enum Response {
     Outcome(Outcome),
     /// For `Expire`: the leases actually taken back.
     Expired(Vec<Lease>),
+    /// For `Batch`: one response per command, in order.
+    Batch(Vec<Response>),
     /// For entries that carry no command (Raft's blank and membership entries).
     Empty,
 }

@@ -113,6 +113,9 @@ impl Table {
             Command::Register { worker, addr, capacity, ttl_ms, now_ms } => {
                 Response::Outcome(self.register(worker, addr, capacity, ttl_ms, now_ms))
             }
+            Command::Batch(cmds) => {
+                Response::Batch(cmds.into_iter().map(|c| self.apply_touching(c, touched)).collect())
+            }
             Command::Deregister { worker, .. } => {
                 Response::Outcome(match self.push_workers.remove(&worker) {
                     Some(_) => Outcome::Accepted,

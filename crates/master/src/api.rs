@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::dispatch::{self, PushBoard, REGISTRATION_TTL_MS, RENEW_INTERVAL_MS};
+use crate::proposer::Proposer;
 use crate::store::Applied;
 use crate::{now_ms, Raft};
 
@@ -48,6 +49,8 @@ struct Inner {
     propose_timeout: Duration,
     /// Push workers as the dispatcher sees them.
     board: PushBoard,
+    /// Group commit in front of Raft.
+    proposer: Proposer,
 }
 
 impl Api {
@@ -61,14 +64,23 @@ impl Api {
     ) -> Api {
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
-        Api(Arc::new(Inner { raft, applied, applied_index, settings, propose_timeout, board }))
+        let proposer = Proposer::spawn(raft.clone());
+        Api(Arc::new(Inner {
+            raft,
+            applied,
+            applied_index,
+            settings,
+            propose_timeout,
+            board,
+            proposer,
+        }))
     }
 
     /// Proposes `cmd` and waits until it is applied here.
     async fn propose(&self, cmd: Command) -> Result<Response, WireError> {
-        let write = self.0.raft.client_write(cmd);
+        let write = self.0.proposer.propose(cmd);
         match tokio::time::timeout(self.0.propose_timeout, write).await {
-            Ok(Ok(r)) => Ok(r.data),
+            Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(self.wire_error(e)),
             Err(_) => Err(WireError::Unavailable(
                 "the write was not committed in time (no quorum?); its outcome is unknown".into(),

@@ -17,6 +17,7 @@ pub mod leader;
 pub mod network;
 pub mod node;
 pub mod peer;
+pub mod proposer;
 pub mod server;
 pub mod store;
 

@@ -98,3 +98,18 @@ where
         }
     })
 }
+
+/// A free `127.0.0.1:PORT` for a process that will bind it later (the
+/// bench's and the tests' spawned masters). The port is picked below the
+/// kernel's ephemeral range (32768 and up on Linux), so that no outgoing
+/// connection takes it between this check and the bind.
+pub fn free_loopback_addr() -> io::Result<String> {
+    use rand::Rng;
+    for _ in 0..1000 {
+        let port: u16 = rand::thread_rng().gen_range(20_000..32_000);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?.to_string());
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free port found in 20000..32000"))
+}

@@ -292,3 +292,28 @@ fn push_worker_id_is_held_by_its_live_registration() {
     );
     assert_eq!(t.push_workers().count(), 0);
 }
+
+#[test]
+fn batch_applies_its_commands_in_order_like_separate_entries() {
+    let cmds = vec![
+        Command::Submit { tasks: vec![task("a"), task("b")], now_ms: 0 },
+        Command::Assign { worker: w("w01"), max: 1, now_ms: 1 },
+        Command::Complete {
+            lease: Lease { task: TaskId(1), attempt: Attempt(1) },
+            worker: w("w01"),
+            result: b"ok".to_vec(),
+            now_ms: 2,
+        },
+        Command::Complete {
+            lease: Lease { task: TaskId(1), attempt: Attempt(1) },
+            worker: w("w02"),
+            result: b"no".to_vec(),
+            now_ms: 3,
+        },
+    ];
+    let mut separate = Table::default();
+    let one_by_one: Vec<Response> = cmds.iter().cloned().map(|c| separate.apply(c)).collect();
+    let mut batched = Table::default();
+    assert_eq!(batched.apply(Command::Batch(cmds)), Response::Batch(one_by_one));
+    assert_eq!(batched, separate);
+}

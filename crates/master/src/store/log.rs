@@ -118,7 +118,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.put_meta("committed", &committed).await
+        // Not flushed on its own: the committed id is a hint that lets a
+        // restarted node re-apply its log early. Losing its latest value in
+        // a crash only delays that until the leader says what is committed;
+        // the next log append's flush (which covers the whole Db) persists it.
+        self.meta.insert("committed", encode(&committed)).map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

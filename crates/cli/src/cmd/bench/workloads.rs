@@ -122,7 +122,8 @@ struct Shared {
     last_accept: Mutex<Option<Instant>>,
 }
 
-/// One worker loop of W2/W3: request up to `batch`, complete each, until drained.
+/// One worker loop of W2/W3: request up to `batch`, complete them (all at
+/// once, as a prefetching client acks), until drained.
 async fn drain_loop(
     client: Arc<Client>,
     name: String,
@@ -142,31 +143,44 @@ async fn drain_loop(
             Ok(Assignment::NoTask) | Err(_) => continue,
         };
         req_hist.record(sent.elapsed().as_micros() as u64).ok();
-        for task in tasks {
-            let give_up = sent + lease;
-            loop {
-                let t0 = Instant::now();
-                match client.complete(task.lease, &worker, b"ok".to_vec()).await {
-                    Ok(outcome) => {
-                        let now = Instant::now();
-                        done_hist.record((now - t0).as_micros() as u64).ok();
-                        if outcome == LeaseOutcome::Accepted {
-                            *shared.last_accept.lock().unwrap() = Some(now);
-                            let killed = *shared.killed_at.lock().unwrap();
-                            if killed.is_some_and(|k| sent > k) {
-                                shared.first_after_kill.lock().unwrap().get_or_insert(now);
-                            }
-                        }
-                        break;
-                    }
-                    Err(_) => {
-                        shared.failed_completes.fetch_add(1, Ordering::Relaxed);
-                        if Instant::now() > give_up {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+        let completes =
+            tasks.iter().map(|t| complete(&client, &worker, t.lease, sent, sent + lease, &shared));
+        for latency in futures::future::join_all(completes).await.into_iter().flatten() {
+            done_hist.record(latency).ok();
+        }
+    }
+}
+
+/// Completes one lease, retrying every 100 ms while it lasts; returns the
+/// latency of the answered attempt.
+async fn complete(
+    client: &Client,
+    worker: &WorkerId,
+    lease: taskraft_core::Lease,
+    requested: Instant,
+    give_up: Instant,
+    shared: &Shared,
+) -> Option<u64> {
+    loop {
+        let t0 = Instant::now();
+        match client.complete(lease, worker, b"ok".to_vec()).await {
+            Ok(outcome) => {
+                let now = Instant::now();
+                if outcome == LeaseOutcome::Accepted {
+                    *shared.last_accept.lock().unwrap() = Some(now);
+                    let killed = *shared.killed_at.lock().unwrap();
+                    if killed.is_some_and(|k| requested > k) {
+                        shared.first_after_kill.lock().unwrap().get_or_insert(now);
                     }
                 }
+                return Some((now - t0).as_micros() as u64);
+            }
+            Err(_) => {
+                shared.failed_completes.fetch_add(1, Ordering::Relaxed);
+                if Instant::now() > give_up {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }

@@ -1,0 +1,99 @@
+//! Group commit: concurrent proposals share one Raft entry.
+//!
+//! Every client call that changes the table hands its command to the
+//! [`Proposer`]. A single task takes the first waiting command plus every
+//! other one already queued (up to [`MAX_BATCH`]) and proposes them as one
+//! `Command::Batch` entry: one log append, one fsync per node, one apply,
+//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once,
+//! so a slow fsync does not stall the queue; commands arriving meanwhile
+//! form the next, larger group. Each caller gets its own command's response.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use taskraft_core::{Command, Response};
+use taskraft_proto::{NodeId, NodeInfo};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::Raft;
+
+/// Most commands in one entry.
+pub const MAX_BATCH: usize = 512;
+/// Most entries proposed and not yet applied.
+pub const MAX_IN_FLIGHT: usize = 1;
+
+/// A proposal's result: the command's own response, or openraft's error.
+pub type ProposeResult = Result<Response, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
+
+type Pending = (Command, oneshot::Sender<ProposeResult>);
+
+/// The queue in front of `raft.client_write`. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    /// Starts the batching task; it ends when every `Proposer` clone is dropped.
+    pub fn spawn(raft: Raft) -> Proposer {
+        let (queue, mut rx) = mpsc::channel::<Pending>(8 * MAX_BATCH);
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+            while let Some(first) = rx.recv().await {
+                // Waiting for a permit lets the next group grow.
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let mut group = vec![first];
+                while group.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => group.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    commit(&raft, group).await;
+                    drop(permit);
+                });
+            }
+        });
+        Proposer { queue }
+    }
+
+    /// Proposes `cmd`; resolves once it is applied on this node.
+    pub async fn propose(&self, cmd: Command) -> ProposeResult {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send((cmd, tx)).await.is_err() {
+            return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
+        }
+        rx.await.unwrap_or(Err(RaftError::Fatal(openraft::error::Fatal::Stopped)))
+    }
+}
+
+async fn commit(raft: &Raft, mut group: Vec<Pending>) {
+    if group.len() == 1 {
+        let (cmd, tx) = group.pop().expect("one pending command");
+        let _ = tx.send(raft.client_write(cmd).await.map(|r| r.data));
+        return;
+    }
+    let (cmds, txs): (Vec<Command>, Vec<oneshot::Sender<ProposeResult>>) =
+        group.into_iter().unzip();
+    match raft.client_write(Command::Batch(cmds)).await {
+        Ok(r) => match r.data {
+            Response::Batch(responses) if responses.len() == txs.len() => {
+                for (tx, response) in txs.into_iter().zip(responses) {
+                    let _ = tx.send(Ok(response));
+                }
+            }
+            other => {
+                // Cannot happen: Table::apply answers a Batch with a Batch of equal length.
+                // The callers see the queue close and answer Unavailable.
+                tracing::error!(?other, n = txs.len(), "a batch was answered with something else");
+            }
+        },
+        Err(e) => {
+            for tx in txs {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+}
