@@ -35,7 +35,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        args::Command::Master(_) | args::Command::Worker(_) => "info,openraft=error,tarpc=error",
+        args::Command::Master(_) | args::Command::Worker(_) => "info,openraft=error,tarpc=off",
         _ => "warn,openraft=error,tarpc=error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -140,6 +140,13 @@ impl Table {
         self.tasks.values()
     }
 
+    /// Tasks with an id above `after`, in id order.
+    pub fn tasks_after(&self, after: TaskId) -> impl Iterator<Item = &Task> {
+        self.tasks
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .map(|(_, t)| t)
+    }
+
     /// Number of tasks in each status.
     pub fn counts(&self) -> Counts {
         Counts {

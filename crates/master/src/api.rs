@@ -381,8 +381,8 @@ impl ClientService for Api {
         let a = self.0.applied.read().expect("applied lock");
         let after = after.unwrap_or(TaskId(0));
         Ok(a.table
-            .tasks()
-            .filter(|t| t.id > after && status.is_none_or(|s| t.status == s))
+            .tasks_after(after)
+            .filter(|t| status.is_none_or(|s| t.status == s))
             .take(limit.clamp(1, MAX_LIST) as usize)
             .cloned()
             .collect())

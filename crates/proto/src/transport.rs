@@ -102,11 +102,17 @@ where
 /// A free `127.0.0.1:PORT` for a process that will bind it later (the
 /// bench's and the tests' spawned masters). The port is picked below the
 /// kernel's ephemeral range (32768 and up on Linux), so that no outgoing
-/// connection takes it between this check and the bind.
+/// connection takes it between this check and the bind. A port is handed out
+/// at most once per process.
 pub fn free_loopback_addr() -> io::Result<String> {
     use rand::Rng;
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     for _ in 0..1000 {
         let port: u16 = rand::thread_rng().gen_range(20_000..32_000);
+        if !HANDED_OUT.lock().expect("port set").insert(port) {
+            continue;
+        }
         if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             return Ok(listener.local_addr()?.to_string());
         }

@@ -4,8 +4,10 @@
 //! - `log`: entries keyed by big-endian index, so iteration is log order;
 //! - `meta`: vote, committed id, last purged id, cluster name;
 //! - `table`: one row per task plus the applied log id, the membership and
-//!   the current snapshot, so that one `sled::Batch` updates the state
+//!   the push worker registry, so that one `sled::Batch` updates the state
 //!   machine atomically.
+//!
+//! The current snapshot is a file, `snapshot.bin`, beside sled's own files.
 //!
 //! sled's flush covers the whole Db and fsyncs: every write that openraft is
 //! told is durable has been flushed first.
@@ -16,6 +18,9 @@ mod state_machine;
 mod tests;
 
 use std::path::Path;
+
+/// sled's page cache per node.
+const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 pub use log::LogStore;
 pub use state_machine::{Applied, StateMachine};
@@ -40,7 +45,13 @@ pub enum OpenError {
 pub fn open(dir: &Path, cluster_name: &str) -> Result<(LogStore, StateMachine), OpenError> {
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
-    let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(sled_err)?;
+    // The table lives in memory anyway; a small page cache keeps RSS down.
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(SLED_CACHE_BYTES)
+        .flush_every_ms(None)
+        .open()
+        .map_err(sled_err)?;
     let meta = db.open_tree("meta").map_err(sled_err)?;
     match meta.get("cluster_name").map_err(sled_err)? {
         Some(found) if found.as_ref() != cluster_name.as_bytes() => {
@@ -57,7 +68,7 @@ pub fn open(dir: &Path, cluster_name: &str) -> Result<(LogStore, StateMachine), 
         }
     }
     let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta);
-    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?)
+    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir)
         .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
     Ok((log, sm))
 }

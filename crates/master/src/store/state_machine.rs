@@ -12,7 +12,8 @@
 //! scanner read it. Each apply bumps a watch channel so that long-polls wake.
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -28,7 +29,6 @@ use super::{decode, encode};
 
 const LAST_APPLIED: &[u8] = b"m:last_applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
-const SNAPSHOT: &[u8] = b"s:current";
 const PUSH_WORKERS: &[u8] = b"m:push_workers";
 const ROW_PREFIX: u8 = b't';
 
@@ -49,24 +49,57 @@ pub struct Applied {
     pub membership: StoredMembership<NodeId, NodeInfo>,
 }
 
-/// A snapshot as stored: its meta and its bytes (the rows, bincode-encoded).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, NodeInfo>,
-    data: Vec<u8>,
+/// The current snapshot lives in one file beside sled's own: its meta,
+/// length-prefixed, then the rows. Written to a temp file, fsynced, then
+/// renamed, so a crash leaves either the old snapshot or the new one.
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+fn write_snapshot_file(
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, NodeInfo>,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    let meta = encode(meta);
+    file.write_all(&(meta.len() as u64).to_le_bytes())?;
+    file.write_all(&meta)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let truncated = || format!("{} is truncated", path.display());
+    let len = u64::from_le_bytes(bytes.get(..8).ok_or_else(truncated)?.try_into().expect("8 bytes"))
+        as usize;
+    let meta_bytes = bytes.get(8..8usize.saturating_add(len)).ok_or_else(truncated)?;
+    let meta = decode(meta_bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let data = bytes[8 + len..].to_vec();
+    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
 }
 
 /// The state machine of one node. Clones share the tree and the memory.
 #[derive(Clone)]
 pub struct StateMachine {
     tree: sled::Tree,
+    snapshot_path: PathBuf,
     applied: Arc<RwLock<Applied>>,
     applied_index: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachine {
     /// Loads the table from its tree. The error says what could not be decoded.
-    pub(super) fn open(tree: sled::Tree) -> Result<StateMachine, String> {
+    pub(super) fn open(tree: sled::Tree, dir: &Path) -> Result<StateMachine, String> {
         let mut rows = Vec::new();
         for kv in tree.scan_prefix([ROW_PREFIX]) {
             let (_, v) = kv.map_err(|e| e.to_string())?;
@@ -89,6 +122,7 @@ impl StateMachine {
         let applied = Applied { table: Table::from_parts(rows, workers), last_applied, membership };
         Ok(StateMachine {
             tree,
+            snapshot_path: dir.join(SNAPSHOT_FILE),
             applied: Arc::new(RwLock::new(applied)),
             applied_index: Arc::new(watch::channel(index).0),
         })
@@ -102,15 +136,6 @@ impl StateMachine {
     /// A watch of the last applied index; changes after every apply.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied_index.subscribe()
-    }
-
-    fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        let Some(bytes) =
-            self.tree.get(SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, &e))?
-        else {
-            return Ok(None);
-        };
-        decode(&bytes).map(Some).map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
 
@@ -172,9 +197,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // openraft builds the snapshot in another task while later entries
-        // apply, so take a consistent copy now.
-        let copy = self.applied.read().expect("applied lock").clone();
-        SnapshotBuilder { copy, tree: self.tree.clone() }
+        // apply, so encode a consistent view now. Encoding the rows under the
+        // read lock costs less memory than a copy of the table; it runs on a
+        // blocking thread so that Raft's own tasks (heartbeats) keep running.
+        let applied = self.applied.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let a = applied.read().expect("applied lock");
+            let rows: Vec<&Task> = a.table.tasks().collect();
+            let workers: Vec<&PushWorker> = a.table.push_workers().collect();
+            (a.last_applied, a.membership.clone(), encode(&(rows, workers)))
+        })
+        .await
+        .expect("snapshot encoding does not panic");
+        let (last_applied, membership, data) = encoded;
+        SnapshotBuilder {
+            last_applied,
+            membership,
+            data: Some(data),
+            path: self.snapshot_path.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(
@@ -205,7 +246,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.insert(LAST_APPLIED, encode(&meta.last_log_id));
         batch.insert(MEMBERSHIP, encode(&membership));
         batch.insert(PUSH_WORKERS, encode(&workers));
-        batch.insert(SNAPSHOT, encode(&StoredSnapshot { meta: meta.clone(), data }));
+        // The file first: a crash before the batch leaves the old table and a
+        // newer snapshot, which openraft reconciles by installing it again.
+        let (path, m) = (self.snapshot_path.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || write_snapshot_file(&path, &m, &data))
+            .await
+            .expect("snapshot write does not panic")
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
@@ -221,40 +268,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self
-            .read_snapshot()?
-            .map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        let path = self.snapshot_path.clone();
+        tokio::task::spawn_blocking(move || read_snapshot_file(&path))
+            .await
+            .expect("snapshot read does not panic")
+            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)).into())
     }
 }
 
-/// Serializes a copy of the applied state taken by `get_snapshot_builder`.
+/// Writes the rows encoded by `get_snapshot_builder` to the snapshot file.
 pub struct SnapshotBuilder {
-    copy: Applied,
-    tree: sled::Tree,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, NodeInfo>,
+    data: Option<Vec<u8>>,
+    path: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let rows: Vec<&Task> = self.copy.table.tasks().collect();
-        let workers: Vec<&PushWorker> = self.copy.table.push_workers().collect();
-        let data = encode(&(rows, workers));
-        let index = self.copy.last_applied.map_or(0, |l| l.index);
+        let data = self.data.take().unwrap_or_default();
+        let index = self.last_applied.map_or(0, |l| l.index);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let meta = SnapshotMeta {
-            last_log_id: self.copy.last_applied,
-            last_membership: self.copy.membership.clone(),
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
             snapshot_id: format!("{index}-{nanos}"),
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.tree
-            .insert(SNAPSHOT, encode(&stored))
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.tree
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        let (path, m) = (self.path.clone(), meta.clone());
+        let data = tokio::task::spawn_blocking(move || {
+            write_snapshot_file(&path, &m, &data).map(|()| data)
+        })
+        .await
+        .expect("snapshot write does not panic")
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
