@@ -29,9 +29,12 @@ pub fn serve_peers(
         tarpc::Response<PeerServiceResponse>,
     >(listener);
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
-        BaseChannel::with_defaults(t).execute(server.clone().serve()).for_each(|request| async {
-            tokio::spawn(request);
-        })
+        BaseChannel::with_defaults(t)
+            .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
+            .execute(server.clone().serve())
+            .for_each(|request| async {
+                tokio::spawn(request);
+            })
     })
 }
 
@@ -46,8 +49,11 @@ pub fn serve_clients(
         tarpc::Response<ClientServiceResponse>,
     >(listener);
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
-        BaseChannel::with_defaults(t).execute(api.clone().serve()).for_each(|request| async {
-            tokio::spawn(request);
-        })
+        BaseChannel::with_defaults(t)
+            .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
+            .execute(api.clone().serve())
+            .for_each(|request| async {
+                tokio::spawn(request);
+            })
     })
 }

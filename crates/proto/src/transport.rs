@@ -19,6 +19,12 @@ use tokio_util::sync::CancellationToken;
 /// above it closes the connection instead of allocating.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most connections one port serves at once; further ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Most requests in flight on one connection; further ones are answered
+/// with an error until some finish.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+
 /// A tarpc transport over TCP with bincode frames.
 pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, Bincode<In, Out>>;
 
@@ -77,24 +83,27 @@ where
     F: Fn(T) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         let mut incoming = std::pin::pin!(incoming);
         loop {
-            tokio::select! {
+            let conn = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                conn = incoming.next() => match conn {
-                    Some(t) => {
-                        let (conn, stop) = (serve_connection(t), shutdown.clone());
-                        tokio::spawn(async move {
-                            tokio::select! {
-                                _ = stop.cancelled() => {}
-                                _ = conn => {}
-                            }
-                        });
-                    }
-                    None => break,
-                },
-            }
+                conn = incoming.next() => conn,
+            };
+            let Some(t) = conn else { break };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(limit = MAX_CONNECTIONS, "connection refused: too many connections");
+                continue; // dropped: closed at once
+            };
+            let (conn, stop) = (serve_connection(t), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = conn => {}
+                }
+                drop(slot);
+            });
         }
     })
 }

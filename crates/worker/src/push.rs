@@ -63,9 +63,12 @@ pub async fn serve(
         tarpc::Response<WorkerServiceResponse>,
     >(listener);
     let server = transport::spawn_accept_loop(incoming, stop.clone(), move |t| {
-        BaseChannel::with_defaults(t).execute(service.clone().serve()).for_each(|request| async {
-            tokio::spawn(request);
-        })
+        BaseChannel::with_defaults(t)
+            .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
+            .execute(service.clone().serve())
+            .for_each(|request| async {
+                tokio::spawn(request);
+            })
     });
     let mut renew_every = client.register(&id, &advertise, capacity).await?;
     info!(worker = %id, addr = %advertise, capacity, "push worker registered");

@@ -23,7 +23,7 @@ use std::path::Path;
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 pub use log::LogStore;
-pub use state_machine::{Applied, StateMachine};
+pub use state_machine::{decode_rows, parse_snapshot, Applied, StateMachine};
 
 /// Why a data dir could not be opened.
 #[derive(Debug, thiserror::Error)]

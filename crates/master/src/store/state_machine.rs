@@ -79,13 +79,25 @@ fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let truncated = || format!("{} is truncated", path.display());
-    let len = u64::from_le_bytes(bytes.get(..8).ok_or_else(truncated)?.try_into().expect("8 bytes"))
-        as usize;
-    let meta_bytes = bytes.get(8..8usize.saturating_add(len)).ok_or_else(truncated)?;
-    let meta = decode(meta_bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let data = bytes[8 + len..].to_vec();
-    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    let (meta, data) = parse_snapshot(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data.to_vec())) }))
+}
+
+/// Splits a snapshot file into its meta and its rows' bytes. Never panics on
+/// malformed input; the error says what is wrong.
+pub fn parse_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, NodeInfo>, &[u8]), String> {
+    let header: [u8; 8] =
+        bytes.get(..8).and_then(|h| h.try_into().ok()).ok_or("truncated header")?;
+    let len = usize::try_from(u64::from_le_bytes(header)).map_err(|_| "bad meta length")?;
+    let end = 8usize.checked_add(len).ok_or("bad meta length")?;
+    let meta =
+        decode(bytes.get(8..end).ok_or("truncated meta")?).map_err(|e| format!("meta: {e}"))?;
+    Ok((meta, &bytes[end..]))
+}
+
+/// Decodes a snapshot's rows. Never panics on malformed input.
+pub fn decode_rows(data: &[u8]) -> Result<(Vec<Task>, Vec<PushWorker>), String> {
+    decode(data).map_err(|e| format!("rows: {e}"))
 }
 
 /// The state machine of one node. Clones share the tree and the memory.
@@ -118,11 +130,16 @@ impl StateMachine {
             Some(v) => decode(&v).map_err(|e| format!("push workers: {e}"))?,
             None => Vec::new(),
         };
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        if let Some(snapshot) = read_snapshot_file(&snapshot_path)? {
+            decode_rows(snapshot.snapshot.get_ref())
+                .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+        }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
         let applied = Applied { table: Table::from_parts(rows, workers), last_applied, membership };
         Ok(StateMachine {
             tree,
-            snapshot_path: dir.join(SNAPSHOT_FILE),
+            snapshot_path,
             applied: Arc::new(RwLock::new(applied)),
             applied_index: Arc::new(watch::channel(index).0),
         })
@@ -230,8 +247,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let (rows, workers): (Vec<Task>, Vec<PushWorker>) =
-            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let (rows, workers) = decode_rows(&data).map_err(|e| {
+            StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
+        })?;
         let membership = meta.last_membership.clone();
         // Replace the whole state machine in one batch: rows absent from the
         // snapshot must not survive it.

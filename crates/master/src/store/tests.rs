@@ -29,3 +29,27 @@ fn data_dir_of_another_cluster_is_refused() {
     let err = super::open(dir.path(), "beta").err().expect("refused");
     assert!(err.to_string().contains("belongs to cluster \"alpha\""), "{err}");
 }
+
+#[test]
+fn corrupt_task_row_is_detected_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().insert("cluster_name", "c").unwrap();
+        let mut key = vec![b't'];
+        key.extend(1u64.to_be_bytes());
+        db.open_tree("table").unwrap().insert(key, &b"\xff\xff not a task"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = super::open(dir.path(), "c").err().expect("refused");
+    assert!(err.to_string().contains("is corrupt (task row"), "{err}");
+}
+
+#[test]
+fn truncated_snapshot_file_is_detected_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(super::open(dir.path(), "c").unwrap());
+    std::fs::write(dir.path().join("snapshot.bin"), [200u8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
+    let err = super::open(dir.path(), "c").err().expect("refused");
+    assert!(err.to_string().contains("snapshot.bin: truncated meta"), "{err}");
+}
