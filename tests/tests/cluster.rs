@@ -44,7 +44,10 @@ async fn follower_answers_not_leader_with_the_leaders_address() {
     let follower = cluster.running().into_iter().find(|id| *id != leader).unwrap();
     // A raw call to the follower, without the client library's redirects.
     let addr = &cluster.config.node(follower).unwrap().client_addr;
-    let transport = taskraft_proto::transport::connect(addr, Duration::from_secs(2)).await.unwrap();
+    let transport =
+        taskraft_proto::transport::connect(addr, Duration::from_secs(2), &Default::default())
+            .await
+            .unwrap();
     let raw =
         taskraft_proto::client::ClientServiceClient::new(Default::default(), transport).spawn();
     let err = raw.submit(tarpc_context(), tasks("x", 1)).await.unwrap().unwrap_err();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use taskraft_core::{NewTask, Status};
 use taskraft_master::store::{decode_rows, parse_snapshot};
+use taskraft_proto::auth::Token;
 use taskraft_proto::client::{ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::PeerServiceRequest;
 use taskraft_tests::TestCluster;
@@ -27,7 +28,14 @@ fn bad_frames() -> Vec<Vec<u8>> {
     ]
 }
 
+/// Sends `bytes` raw, and again after a valid handshake, so that both the
+/// handshake and the frame decoder see them.
 async fn send_and_close(addr: &str, bytes: &[u8]) {
+    send_raw(addr, bytes).await;
+    send_raw(addr, &[Token::default().hello(), bytes.to_vec()].concat()).await;
+}
+
+async fn send_raw(addr: &str, bytes: &[u8]) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let _ = s.write_all(bytes).await;
     let _ = s.shutdown().await;

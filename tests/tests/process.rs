@@ -275,3 +275,42 @@ async fn push_worker_processes_serve_the_origin_tasks_across_a_leader_kill() {
     let status = json(&cluster.cli(&["status", "--json"]));
     assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_token_is_refused_and_changes_nothing() {
+    let cluster = ProcCluster::start(BIN, 3, &format!("{FAST}\ntoken = \"s3cret\""));
+    let leader = cluster.leader().await; // the harness client reads the token from the config
+    let seeds = cluster.config.seeds().join(",");
+    for token in [None, Some("wrong")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["submit", "x", "--seeds", &seeds]).env_remove("TASKRAFT_TOKEN");
+        if let Some(t) = token {
+            cmd.env("TASKRAFT_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "token {token:?} must be refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("wrong or missing cluster token"), "{stderr}");
+    }
+    // A peer without the token is refused on the Raft port too.
+    let peer = &cluster.config.node(leader).unwrap().peer_addr;
+    let mut raw = tokio::net::TcpStream::connect(peer).await.unwrap();
+    let err = taskraft_proto::auth::offer(&mut raw, &taskraft_proto::auth::Token::new("guess"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+
+    let status = json(&cluster.cli(&["status", "--json"]));
+    assert_eq!(status["counts"]["idle"], 0, "a refused submit changed the table");
+    let with_token = Command::new(BIN)
+        .args(["submit", "y", "--seeds", &seeds])
+        .env("TASKRAFT_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(with_token.status.success(), "{}", String::from_utf8_lossy(&with_token.stderr));
+    let log = cluster.log(&format!("node{leader}"));
+    assert!(
+        log.contains("connection refused") && log.contains("wrong or missing cluster token"),
+        "{log}"
+    );
+}

@@ -34,8 +34,9 @@ impl PushWorker {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
         let (a, s, id) = (addr, stop.clone(), WorkerId(id.into()));
-        let task =
-            tokio::spawn(async move { push::serve(listener, a, id, capacity, h, client, s).await });
+        let task = tokio::spawn(async move {
+            push::serve(listener, identity(id, a, capacity), h, client, s).await
+        });
         PushWorker { stop, task }
     }
 
@@ -44,6 +45,10 @@ impl PushWorker {
         self.task.abort();
         self.stop.cancel();
     }
+}
+
+fn identity(id: WorkerId, advertise: String, capacity: u32) -> push::PushIdentity {
+    push::PushIdentity { id, advertise, capacity, token: Default::default() }
 }
 
 /// `upper`, after a pause, so that several tasks are in flight at once.
@@ -199,9 +204,7 @@ async fn bad_registrations_and_a_garbage_worker_are_refused_and_nothing_is_lost(
     let twin_addr = twin.local_addr().unwrap().to_string();
     let twin_task = tokio::spawn(push::serve(
         twin,
-        twin_addr,
-        WorkerId("w1".into()),
-        1,
+        identity(WorkerId("w1".into()), twin_addr, 1),
         handler::echo(),
         client.clone(),
         CancellationToken::new(),

@@ -25,6 +25,7 @@ use rand::Rng;
 use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_core::{Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
+use taskraft_proto::auth::Token;
 use taskraft_proto::client::{Assignment, ClientServiceClient, ClusterStatus, NodeReport};
 use taskraft_proto::{transport, WireError};
 use tracing::{debug, warn};
@@ -40,6 +41,8 @@ pub struct ClientOptions {
     pub min_backoff: Duration,
     /// Longest pause between attempts.
     pub max_backoff: Duration,
+    /// The cluster token every connection proves.
+    pub token: Token,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +52,7 @@ impl Default for ClientOptions {
             retry_for: Duration::from_secs(30),
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
+            token: Token::default(),
         }
     }
 }
@@ -130,7 +134,7 @@ impl Client {
         if let Some(c) = self.state.lock().expect("client lock").conns.get(addr) {
             return Ok(c.clone());
         }
-        let t = transport::connect(addr, self.options.call_timeout).await?;
+        let t = transport::connect(addr, self.options.call_timeout, &self.options.token).await?;
         let c = ClientServiceClient::new(tarpc::client::Config::default(), t).spawn();
         self.state.lock().expect("client lock").conns.insert(addr.to_owned(), c.clone());
         Ok(c)
@@ -163,6 +167,11 @@ impl Client {
         loop {
             let addr = self.target().expect("seeds are not empty");
             let next = match self.connection(&addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(ClientError::Refused(WireError::Unauthorized(format!(
+                        "{addr}: {e}"
+                    ))));
+                }
                 Err(e) => {
                     self.forget(&addr, true);
                     Next::Backoff(format!("cannot connect to {addr}: {e}"))

@@ -17,6 +17,7 @@ use tarpc::context::Context;
 use taskraft_core::{
     Command, Lease, NewTask, Outcome, Response, Status, Submitted, Task, TaskId, WorkerId,
 };
+use taskraft_proto::auth::Token;
 use taskraft_proto::client::{
     Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, NodeReport,
     MAX_TASKS_PER_REQUEST, MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
@@ -51,6 +52,8 @@ struct Inner {
     board: PushBoard,
     /// Group commit in front of Raft.
     proposer: Proposer,
+    /// The cluster token, proved to push workers at registration.
+    token: Token,
 }
 
 impl Api {
@@ -61,6 +64,7 @@ impl Api {
         applied_index: watch::Receiver<u64>,
         settings: ClusterSettings,
         board: PushBoard,
+        token: Token,
     ) -> Api {
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
@@ -73,6 +77,7 @@ impl Api {
             propose_timeout,
             board,
             proposer,
+            token,
         }))
     }
 
@@ -407,7 +412,7 @@ impl ClientService for Api {
                 "capacity {capacity}; use 1 to {MAX_TASKS_PER_REQUEST}"
             )));
         }
-        match dispatch::ping(&addr).await {
+        match dispatch::ping(&addr, &self.0.token).await {
             Ok((who, _)) if who == worker => {}
             Ok((who, _)) => {
                 return Err(WireError::Invalid(format!(

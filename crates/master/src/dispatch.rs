@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tarpc::context;
 use taskraft_core::{Command, Lease, Outcome, Response, WorkerId};
+use taskraft_proto::auth::Token;
 use taskraft_proto::client::PushWorkerStatus;
 use taskraft_proto::config::{ClusterSettings, PushWorkerConfig};
 use taskraft_proto::push::WorkerServiceClient;
@@ -41,8 +42,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_PROBE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Connects to a push worker and asks who it is.
-pub async fn ping(addr: &str) -> Result<(WorkerId, WorkerServiceClient), String> {
-    let t = transport::connect(addr, PROBE_TIMEOUT).await.map_err(|e| e.to_string())?;
+pub async fn ping(addr: &str, token: &Token) -> Result<(WorkerId, WorkerServiceClient), String> {
+    let t = transport::connect(addr, PROBE_TIMEOUT, token).await.map_err(|e| e.to_string())?;
     let client = WorkerServiceClient::new(tarpc::client::Config::default(), t).spawn();
     let mut ctx = context::current();
     ctx.deadline = Instant::now() + PROBE_TIMEOUT;
@@ -167,6 +168,8 @@ pub struct Dispatcher {
     pub configured: Vec<PushWorkerConfig>,
     /// The shared view for `status`.
     pub board: PushBoard,
+    /// The cluster token, proved to push workers too.
+    pub token: Token,
 }
 
 impl Dispatcher {
@@ -289,7 +292,7 @@ impl Dispatcher {
 
     /// Checks an unhealthy worker; healthy again when it answers with its id.
     async fn probe(self, id: WorkerId, addr: String, done: mpsc::UnboundedSender<()>) {
-        let answer = ping(&addr).await;
+        let answer = ping(&addr, &self.token).await;
         match answer {
             Ok((who, client)) if who == id => {
                 info!(worker = %id, %addr, "push worker healthy");

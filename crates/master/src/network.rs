@@ -23,6 +23,7 @@ use openraft::raft::{
 };
 use tarpc::client::RpcError;
 use tarpc::context;
+use taskraft_proto::auth::Token;
 use taskraft_proto::peer::PeerServiceClient;
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
 
@@ -37,13 +38,15 @@ type RpcResult<T, E = openraft::error::Infallible> =
 pub struct PeerNetwork {
     pool: Pool,
     routes: Routes,
+    token: Token,
 }
 
 impl PeerNetwork {
     /// A network that dials the nodes in `routes` at the given addresses
     /// instead of their `peer_addr` (a proxy, a NAT, a fault-injecting test).
-    pub fn with_routes(routes: BTreeMap<NodeId, String>) -> PeerNetwork {
-        PeerNetwork { pool: Pool::default(), routes: Arc::new(routes) }
+    /// Every connection proves `token`.
+    pub fn with_routes(routes: BTreeMap<NodeId, String>, token: Token) -> PeerNetwork {
+        PeerNetwork { pool: Pool::default(), routes: Arc::new(routes), token }
     }
 }
 
@@ -52,6 +55,7 @@ pub struct PeerConn {
     target: NodeId,
     addr: String,
     pool: Pool,
+    token: Token,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -59,7 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConn {
         let addr = self.routes.get(&target).unwrap_or(&node.peer_addr).clone();
-        PeerConn { target, addr, pool: self.pool.clone() }
+        PeerConn { target, addr, pool: self.pool.clone(), token: self.token.clone() }
     }
 }
 
@@ -74,7 +78,9 @@ impl PeerConn {
         if let Some(c) = self.pool.lock().expect("pool lock").get(&self.addr) {
             return Ok(c.clone());
         }
-        let t = transport::connect(&self.addr, ttl).await.map_err(|e| Unreachable::new(&e))?;
+        let t = transport::connect(&self.addr, ttl, &self.token)
+            .await
+            .map_err(|e| Unreachable::new(&e))?;
         let c = PeerServiceClient::new(tarpc::client::Config::default(), t).spawn();
         self.pool.lock().expect("pool lock").insert(self.addr.clone(), c.clone());
         Ok(c)

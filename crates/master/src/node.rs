@@ -88,12 +88,13 @@ impl Node {
         options: NodeOptions,
     ) -> Result<Node, NodeError> {
         let me = config.node(id).map_err(|e| NodeError::Config(e.to_string()))?;
+        let token = config.token().map_err(|e| NodeError::Config(e.to_string()))?;
         let (log, sm) = store::open(&me.data_dir, &config.cluster.name)?;
         let raft_config = Arc::new(raft_config(config, id)?);
         let raft = Raft::new(
             id,
             raft_config,
-            PeerNetwork::with_routes(options.peer_routes),
+            PeerNetwork::with_routes(options.peer_routes, token.clone()),
             log,
             sm.clone(),
         )
@@ -107,10 +108,16 @@ impl Node {
             sm.subscribe(),
             config.cluster.clone(),
             board.clone(),
+            token.clone(),
         );
         let mut tasks = vec![
-            server::serve_peers(peer_listener, PeerServer::new(raft.clone()), shutdown.clone()),
-            server::serve_clients(client_listener, api, shutdown.clone()),
+            server::serve_peers(
+                peer_listener,
+                PeerServer::new(raft.clone()),
+                token.clone(),
+                shutdown.clone(),
+            ),
+            server::serve_clients(client_listener, api, token.clone(), shutdown.clone()),
         ];
         maybe_initialize(&raft, config, id).await?;
         let dispatcher = Dispatcher {
@@ -120,6 +127,7 @@ impl Node {
             settings: config.cluster.clone(),
             configured: config.push_worker.clone(),
             board,
+            token,
         };
         tasks.push(leader::spawn(dispatcher, shutdown.clone()));
         tasks.push(spawn_election_watchdog(

@@ -8,6 +8,7 @@
 
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
+use taskraft_proto::auth::Token;
 use taskraft_proto::client::{ClientService, ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::{PeerService, PeerServiceRequest, PeerServiceResponse};
 use taskraft_proto::transport;
@@ -22,12 +23,13 @@ use crate::peer::PeerServer;
 pub fn serve_peers(
     listener: TcpListener,
     server: PeerServer,
+    token: Token,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = transport::incoming::<
         tarpc::ClientMessage<PeerServiceRequest>,
         tarpc::Response<PeerServiceResponse>,
-    >(listener);
+    >(listener, token);
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
         BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
@@ -42,12 +44,13 @@ pub fn serve_peers(
 pub fn serve_clients(
     listener: TcpListener,
     api: Api,
+    token: Token,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = transport::incoming::<
         tarpc::ClientMessage<ClientServiceRequest>,
         tarpc::Response<ClientServiceResponse>,
-    >(listener);
+    >(listener, token);
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
         BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::Token;
 use crate::raft::NodeId;
 use crate::transport::MAX_FRAME_BYTES;
 
@@ -64,6 +65,12 @@ pub struct ClusterSettings {
     /// Largest task payload or result accepted.
     #[serde(default = "defaults::max_payload_bytes")]
     pub max_payload_bytes: u64,
+    /// Shared secret every connection must prove (TASKRAFT_TOKEN overrides it).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the shared secret (trailing whitespace ignored), instead of `token`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// One `[[node]]` table.
@@ -176,6 +183,13 @@ impl ClusterConfig {
                 ),
             ));
         }
+        if c.token.is_some() && c.token_file.is_some() {
+            return Err(invalid("cluster.token_file", "set token or token_file, not both"));
+        }
+        if c.token.as_ref().is_some_and(|t| t.is_empty() || t.len() > crate::auth::MAX_TOKEN_BYTES)
+        {
+            return Err(invalid("cluster.token", "must be 1 to 1024 bytes"));
+        }
         if c.max_attempts == 0 {
             return Err(invalid("cluster.max_attempts", "must be at least 1"));
         }
@@ -254,9 +268,36 @@ impl ClusterConfig {
         })
     }
 
+    /// The cluster token: `TASKRAFT_TOKEN` if set, else `token`, else the
+    /// contents of `token_file`, else none.
+    pub fn token(&self) -> Result<Token, ConfigError> {
+        token_from_env(self.cluster.token.as_deref(), self.cluster.token_file.as_deref())
+    }
+
     /// The client addresses of every node: a client's seed list.
     pub fn seeds(&self) -> Vec<String> {
         self.node.iter().map(|n| n.client_addr.clone()).collect()
+    }
+}
+
+/// Resolves the token: `TASKRAFT_TOKEN`, else `token`, else `token_file`.
+pub fn token_from_env(
+    token: Option<&str>,
+    token_file: Option<&Path>,
+) -> Result<Token, ConfigError> {
+    if let Ok(secret) = std::env::var("TASKRAFT_TOKEN") {
+        return Ok(Token::new(secret.trim()));
+    }
+    if let Some(t) = token {
+        return Ok(Token::new(t));
+    }
+    match token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            Ok(Token::new(text.trim()))
+        }
+        None => Ok(Token::default()),
     }
 }
 

@@ -33,6 +33,9 @@ pub enum WireError {
     /// The task does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The connection was refused: wrong or missing cluster token.
+    #[error("unauthorized: {0}; set the cluster's token (TASKRAFT_TOKEN, or token/token_file in cluster.toml)")]
+    Unauthorized(String),
 }
 
 fn leader_text(leader: &Option<LeaderHint>) -> String {

@@ -9,6 +9,7 @@
 
 #![warn(clippy::all)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;

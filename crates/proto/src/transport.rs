@@ -15,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, Token};
+
 /// Largest frame accepted on any port. A malformed or hostile length prefix
 /// above it closes the connection instead of allocating.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
@@ -40,31 +42,65 @@ where
     tarpc::serde_transport::new(framed, Bincode::default())
 }
 
-/// Yields one transport per connection accepted on `listener`. An accept
-/// error (e.g. out of file descriptors) is retried after a short pause.
-pub fn incoming<In, Out>(listener: TcpListener) -> impl Stream<Item = TcpTransport<In, Out>>
+/// How long an accepted connection has to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Yields one transport per connection accepted on `listener` that proves
+/// `token` (see [`crate::auth`]); refused connections are logged at WARN and
+/// closed. An accept error (e.g. out of file descriptors) is retried after a
+/// short pause. The listener closes when the stream is dropped.
+pub fn incoming<In, Out>(
+    listener: TcpListener,
+    token: Token,
+) -> impl Stream<Item = TcpTransport<In, Out>>
 where
-    In: DeserializeOwned,
-    Out: Serialize,
+    In: DeserializeOwned + Send + 'static,
+    Out: Serialize + Send + 'static,
 {
-    futures::stream::unfold(listener, |listener| async move {
+    let (tx, rx) = tokio::sync::mpsc::channel::<TcpTransport<In, Out>>(64);
+    tokio::spawn(async move {
         loop {
-            match listener.accept().await {
-                Ok((stream, _)) => return Some((framed(stream), listener)),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((mut stream, peer)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let (tx, token) = (tx.clone(), token.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::check(&mut stream, &token))
+                    .await
+                {
+                    Ok(Ok(())) => _ = tx.send(framed(stream)).await,
+                    Ok(Err(reason)) => tracing::warn!(%peer, %reason, "connection refused"),
+                    Err(_) => tracing::warn!(%peer, "connection refused: no handshake in time"),
+                }
+            });
         }
-    })
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }
 
-/// Connects to `addr`, giving up after `timeout`.
-pub async fn connect<In, Out>(addr: &str, timeout: Duration) -> io::Result<TcpTransport<In, Out>>
+/// Connects to `addr` and proves `token`, giving up after `timeout`. A
+/// refused token is an error of kind `PermissionDenied` with the node's reason.
+pub async fn connect<In, Out>(
+    addr: &str,
+    timeout: Duration,
+    token: &Token,
+) -> io::Result<TcpTransport<In, Out>>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(stream) => Ok(framed(stream?)),
+    let setup = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        auth::offer(&mut stream, token).await?;
+        Ok(framed(stream))
+    };
+    match tokio::time::timeout(timeout, setup).await {
+        Ok(result) => result,
         Err(_) => {
             Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")))
         }

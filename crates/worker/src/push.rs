@@ -13,6 +13,7 @@ use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use taskraft_client::{Client, ClientError};
 use taskraft_core::{Lease, WorkerId};
+use taskraft_proto::auth::Token;
 use taskraft_proto::push::{WorkerService, WorkerServiceRequest, WorkerServiceResponse};
 use taskraft_proto::transport;
 use tokio::net::TcpListener;
@@ -42,17 +43,29 @@ impl WorkerService for PushService {
     }
 }
 
-/// Serves `DoTask` on `listener` as worker `id`, advertised to the cluster at
-/// `advertise`, until `stop` fires. Fails if the cluster refuses the registration.
+/// Who a push worker is and how the cluster reaches it.
+#[derive(Debug, Clone)]
+pub struct PushIdentity {
+    /// The worker's id.
+    pub id: WorkerId,
+    /// The address the leader calls.
+    pub advertise: String,
+    /// Tasks processed at once.
+    pub capacity: u32,
+    /// The cluster token the leader must prove.
+    pub token: Token,
+}
+
+/// Serves `DoTask` on `listener` as `me` until `stop` fires. Fails if the
+/// cluster refuses the registration.
 pub async fn serve(
     listener: TcpListener,
-    advertise: String,
-    id: WorkerId,
-    capacity: u32,
+    me: PushIdentity,
     handler: Handler,
     client: Arc<Client>,
     stop: CancellationToken,
 ) -> Result<(), ClientError> {
+    let PushIdentity { id, advertise, capacity, token } = me;
     let service = PushService {
         id: id.clone(),
         handler,
@@ -61,7 +74,7 @@ pub async fn serve(
     let incoming = transport::incoming::<
         tarpc::ClientMessage<WorkerServiceRequest>,
         tarpc::Response<WorkerServiceResponse>,
-    >(listener);
+    >(listener, token);
     let server = transport::spawn_accept_loop(incoming, stop.clone(), move |t| {
         BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)

@@ -48,15 +48,9 @@ async fn push(
         .unwrap_or_else(|| listener.local_addr().map_or(listen, |a| a.to_string()));
     info!(worker = %args.id, %advertise, "push worker started");
     let capacity = args.concurrency.clamp(1, 256) as u32;
-    push::serve(
-        listener,
-        advertise,
-        WorkerId(args.id),
-        capacity,
-        handler,
-        client,
-        super::shutdown_signal(),
-    )
-    .await?;
+    let token = super::token(&args.seeds)?;
+    let stop = super::shutdown_signal();
+    let me = push::PushIdentity { id: WorkerId(args.id), advertise, capacity, token };
+    push::serve(listener, me, handler, client, stop).await?;
     Ok(())
 }

@@ -1,0 +1,107 @@
+//! The connection handshake: every connection to a taskraft port proves the
+//! cluster token before any request is read.
+//!
+//! The connecting side sends `TRFT1`, a big-endian u16 length and the token
+//! (empty when the cluster has none). The accepting side answers one byte,
+//! `1` to go on, or `0` followed by a u16 length and a reason, then closes.
+//! Tokens are compared in constant time. Anything that is not a taskraft
+//! handshake (an HTTP request, garbage) is refused the same way.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const MAGIC: &[u8; 5] = b"TRFT1";
+/// Longest token accepted.
+pub const MAX_TOKEN_BYTES: usize = 1024;
+
+/// The cluster's shared secret, or none (then any handshake is accepted).
+#[derive(Clone, Default)]
+pub struct Token(Option<Arc<[u8]>>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Token(set)" } else { "Token(none)" })
+    }
+}
+
+impl Token {
+    /// A token; an empty string means none.
+    pub fn new(secret: &str) -> Token {
+        Token((!secret.is_empty()).then(|| Arc::from(secret.as_bytes())))
+    }
+
+    /// The bytes a client sends first.
+    pub fn hello(&self) -> Vec<u8> {
+        let secret = self.0.as_deref().unwrap_or_default();
+        let mut hello = MAGIC.to_vec();
+        hello.extend((secret.len() as u16).to_be_bytes());
+        hello.extend(secret);
+        hello
+    }
+
+    fn matches(&self, offered: &[u8]) -> bool {
+        let Some(expected) = self.0.as_deref() else { return true };
+        // Constant time in the content; the length is not a secret worth hiding.
+        expected.len() == offered.len()
+            && expected.iter().zip(offered).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+/// Client side: sends the token and waits for the verdict.
+pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    token: &Token,
+) -> std::io::Result<()> {
+    stream.write_all(&token.hello()).await?;
+    let verdict = stream.read_u8().await?;
+    if verdict == 1 {
+        return Ok(());
+    }
+    let len = stream.read_u16().await.unwrap_or(0) as usize;
+    let mut reason = vec![0; len.min(1024)];
+    let _ = stream.read_exact(&mut reason).await;
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        String::from_utf8_lossy(&reason).into_owned(),
+    ))
+}
+
+/// Server side: reads and checks the handshake; on refusal tells the peer
+/// why and returns the reason (for the node's log).
+pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    token: &Token,
+) -> Result<(), String> {
+    let verdict = read_hello(stream, token).await;
+    match &verdict {
+        Ok(()) => stream.write_all(&[1]).await.map_err(|e| e.to_string())?,
+        Err(reason) => {
+            let mut answer = vec![0];
+            answer.extend((reason.len() as u16).to_be_bytes());
+            answer.extend(reason.as_bytes());
+            let _ = stream.write_all(&answer).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+    verdict
+}
+
+async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S, token: &Token) -> Result<(), String> {
+    let mut magic = [0u8; 5];
+    stream.read_exact(&mut magic).await.map_err(|e| format!("no handshake: {e}"))?;
+    if &magic != MAGIC {
+        return Err("not a taskraft handshake".into());
+    }
+    let len = stream.read_u16().await.map_err(|e| format!("truncated handshake: {e}"))? as usize;
+    if len > MAX_TOKEN_BYTES {
+        return Err(format!("token of {len} bytes; at most {MAX_TOKEN_BYTES}"));
+    }
+    let mut offered = vec![0; len];
+    stream.read_exact(&mut offered).await.map_err(|e| format!("truncated handshake: {e}"))?;
+    if token.matches(&offered) {
+        Ok(())
+    } else {
+        Err("wrong or missing cluster token".into())
+    }
+}
