@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskraft_core::{Status, TaskId};
+use taskraft_proto::auth::Token;
 use taskraft_tests::process::Proc;
 use taskraft_tests::{cluster::FAST, eventually, ProcCluster};
 
@@ -295,10 +296,12 @@ async fn wrong_or_missing_token_is_refused_and_changes_nothing() {
     // A peer without the token is refused on the Raft port too.
     let peer = &cluster.config.node(leader).unwrap().peer_addr;
     let mut raw = tokio::net::TcpStream::connect(peer).await.unwrap();
-    let err = taskraft_proto::auth::offer(&mut raw, &taskraft_proto::auth::Token::new("guess"))
-        .await
-        .unwrap_err();
+    let err = taskraft_proto::auth::offer(&mut raw, &Token::new("guess"), 1).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    // With the token but a node id that is not a member: refused too.
+    let mut raw = tokio::net::TcpStream::connect(peer).await.unwrap();
+    let err = taskraft_proto::auth::offer(&mut raw, &Token::new("s3cret"), 99).await.unwrap_err();
+    assert!(err.to_string().contains("node 99 is not a member"), "{err}");
 
     let status = json(&cluster.cli(&["status", "--json"]));
     assert_eq!(status["counts"]["idle"], 0, "a refused submit changed the table");

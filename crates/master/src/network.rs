@@ -36,6 +36,7 @@ type RpcResult<T, E = openraft::error::Infallible> =
 /// Creates connections to peers; clones share the pool.
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
+    me: NodeId,
     pool: Pool,
     routes: Routes,
     token: Token,
@@ -45,13 +46,14 @@ impl PeerNetwork {
     /// A network that dials the nodes in `routes` at the given addresses
     /// instead of their `peer_addr` (a proxy, a NAT, a fault-injecting test).
     /// Every connection proves `token`.
-    pub fn with_routes(routes: BTreeMap<NodeId, String>, token: Token) -> PeerNetwork {
-        PeerNetwork { pool: Pool::default(), routes: Arc::new(routes), token }
+    pub fn with_routes(me: NodeId, routes: BTreeMap<NodeId, String>, token: Token) -> PeerNetwork {
+        PeerNetwork { me, pool: Pool::default(), routes: Arc::new(routes), token }
     }
 }
 
 /// The connection to one peer, as openraft sees it.
 pub struct PeerConn {
+    me: NodeId,
     target: NodeId,
     addr: String,
     pool: Pool,
@@ -63,7 +65,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConn {
         let addr = self.routes.get(&target).unwrap_or(&node.peer_addr).clone();
-        PeerConn { target, addr, pool: self.pool.clone(), token: self.token.clone() }
+        PeerConn { me: self.me, target, addr, pool: self.pool.clone(), token: self.token.clone() }
     }
 }
 
@@ -78,7 +80,7 @@ impl PeerConn {
         if let Some(c) = self.pool.lock().expect("pool lock").get(&self.addr) {
             return Ok(c.clone());
         }
-        let t = transport::connect(&self.addr, ttl, &self.token)
+        let t = transport::connect_as(&self.addr, ttl, &self.token, self.me)
             .await
             .map_err(|e| Unreachable::new(&e))?;
         let c = PeerServiceClient::new(tarpc::client::Config::default(), t).spawn();

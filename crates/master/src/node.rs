@@ -94,7 +94,7 @@ impl Node {
         let raft = Raft::new(
             id,
             raft_config,
-            PeerNetwork::with_routes(options.peer_routes, token.clone()),
+            PeerNetwork::with_routes(id, options.peer_routes, token.clone()),
             log,
             sm.clone(),
         )
@@ -115,6 +115,7 @@ impl Node {
                 peer_listener,
                 PeerServer::new(raft.clone()),
                 token.clone(),
+                config.node.iter().map(|n| n.id).collect(),
                 shutdown.clone(),
             ),
             server::serve_clients(client_listener, api, token.clone(), shutdown.clone()),

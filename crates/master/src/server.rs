@@ -6,6 +6,8 @@
 //! connections already open are dropped then too, so a stopped node
 //! answers nothing.
 
+use std::collections::BTreeSet;
+
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use taskraft_proto::auth::Token;
@@ -24,12 +26,13 @@ pub fn serve_peers(
     listener: TcpListener,
     server: PeerServer,
     token: Token,
+    members: BTreeSet<u64>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = transport::incoming::<
         tarpc::ClientMessage<PeerServiceRequest>,
         tarpc::Response<PeerServiceResponse>,
-    >(listener, token);
+    >(listener, token, Some(members));
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
         BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
@@ -50,7 +53,7 @@ pub fn serve_clients(
     let incoming = transport::incoming::<
         tarpc::ClientMessage<ClientServiceRequest>,
         tarpc::Response<ClientServiceResponse>,
-    >(listener, token);
+    >(listener, token, None);
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
         BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)

@@ -1,12 +1,15 @@
 //! The connection handshake: every connection to a taskraft port proves the
 //! cluster token before any request is read.
 //!
-//! The connecting side sends `TRFT1`, a big-endian u16 length and the token
-//! (empty when the cluster has none). The accepting side answers one byte,
+//! The connecting side sends `TRFT1`, a big-endian u16 length, the token
+//! (empty when the cluster has none) and a big-endian u64: the sender's node
+//! id on the peer port, 0 from clients. The peer port refuses ids that are
+//! not members. The accepting side answers one byte,
 //! `1` to go on, or `0` followed by a u16 length and a reason, then closes.
 //! Tokens are compared in constant time. Anything that is not a taskraft
 //! handshake (an HTTP request, garbage) is refused the same way.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -33,10 +36,16 @@ impl Token {
 
     /// The bytes a client sends first.
     pub fn hello(&self) -> Vec<u8> {
+        self.hello_as(0)
+    }
+
+    /// The bytes node `node` sends first to a peer port.
+    pub fn hello_as(&self, node: u64) -> Vec<u8> {
         let secret = self.0.as_deref().unwrap_or_default();
         let mut hello = MAGIC.to_vec();
         hello.extend((secret.len() as u16).to_be_bytes());
         hello.extend(secret);
+        hello.extend(node.to_be_bytes());
         hello
     }
 
@@ -48,12 +57,13 @@ impl Token {
     }
 }
 
-/// Client side: sends the token and waits for the verdict.
+/// Client side: sends the token (and `node`, 0 for a client) and waits for the verdict.
 pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     token: &Token,
+    node: u64,
 ) -> std::io::Result<()> {
-    stream.write_all(&token.hello()).await?;
+    stream.write_all(&token.hello_as(node)).await?;
     let verdict = stream.read_u8().await?;
     if verdict == 1 {
         return Ok(());
@@ -67,13 +77,15 @@ pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
     ))
 }
 
-/// Server side: reads and checks the handshake; on refusal tells the peer
-/// why and returns the reason (for the node's log).
+/// Server side: reads and checks the handshake (and, when `members` is
+/// given, that the sender is one); on refusal tells the peer why and returns
+/// the reason (for the node's log).
 pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     token: &Token,
+    members: Option<&BTreeSet<u64>>,
 ) -> Result<(), String> {
-    let verdict = read_hello(stream, token).await;
+    let verdict = read_hello(stream, token, members).await;
     match &verdict {
         Ok(()) => stream.write_all(&[1]).await.map_err(|e| e.to_string())?,
         Err(reason) => {
@@ -87,7 +99,11 @@ pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
     verdict
 }
 
-async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S, token: &Token) -> Result<(), String> {
+async fn read_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    token: &Token,
+    members: Option<&BTreeSet<u64>>,
+) -> Result<(), String> {
     let mut magic = [0u8; 5];
     stream.read_exact(&mut magic).await.map_err(|e| format!("no handshake: {e}"))?;
     if &magic != MAGIC {
@@ -99,9 +115,14 @@ async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S, token: &Token) -> Resu
     }
     let mut offered = vec![0; len];
     stream.read_exact(&mut offered).await.map_err(|e| format!("truncated handshake: {e}"))?;
-    if token.matches(&offered) {
-        Ok(())
-    } else {
-        Err("wrong or missing cluster token".into())
+    let node = stream.read_u64().await.map_err(|e| format!("truncated handshake: {e}"))?;
+    if !token.matches(&offered) {
+        return Err("wrong or missing cluster token".into());
+    }
+    match members {
+        Some(m) if !m.contains(&node) => {
+            Err(format!("node {node} is not a member of this cluster"))
+        }
+        _ => Ok(()),
     }
 }

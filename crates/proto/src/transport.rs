@@ -2,6 +2,7 @@
 //! length-delimited bincode frames, and a frame limit large enough for
 //! snapshot chunks and batched submits.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
@@ -46,18 +47,21 @@ where
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Yields one transport per connection accepted on `listener` that proves
-/// `token` (see [`crate::auth`]); refused connections are logged at WARN and
+/// `token` (and, with `members`, comes from a member node; see
+/// [`crate::auth`]); refused connections are logged at WARN and
 /// closed. An accept error (e.g. out of file descriptors) is retried after a
 /// short pause. The listener closes when the stream is dropped.
 pub fn incoming<In, Out>(
     listener: TcpListener,
     token: Token,
+    members: Option<BTreeSet<u64>>,
 ) -> impl Stream<Item = TcpTransport<In, Out>>
 where
     In: DeserializeOwned + Send + 'static,
     Out: Serialize + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<TcpTransport<In, Out>>(64);
+    let members = members.map(std::sync::Arc::new);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -68,11 +72,10 @@ where
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let (tx, token) = (tx.clone(), token.clone());
+            let (tx, token, members) = (tx.clone(), token.clone(), members.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::check(&mut stream, &token))
-                    .await
-                {
+                let check = auth::check(&mut stream, &token, members.as_deref());
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, check).await {
                     Ok(Ok(())) => _ = tx.send(framed(stream)).await,
                     Ok(Err(reason)) => tracing::warn!(%peer, %reason, "connection refused"),
                     Err(_) => tracing::warn!(%peer, "connection refused: no handshake in time"),
@@ -94,9 +97,23 @@ where
     In: DeserializeOwned,
     Out: Serialize,
 {
+    connect_as(addr, timeout, token, 0).await
+}
+
+/// Like [`connect`], as master `node` connecting to a peer port.
+pub async fn connect_as<In, Out>(
+    addr: &str,
+    timeout: Duration,
+    token: &Token,
+    node: u64,
+) -> io::Result<TcpTransport<In, Out>>
+where
+    In: DeserializeOwned,
+    Out: Serialize,
+{
     let setup = async {
         let mut stream = TcpStream::connect(addr).await?;
-        auth::offer(&mut stream, token).await?;
+        auth::offer(&mut stream, token, node).await?;
         Ok(framed(stream))
     };
     match tokio::time::timeout(timeout, setup).await {

@@ -74,7 +74,7 @@ pub async fn serve(
     let incoming = transport::incoming::<
         tarpc::ClientMessage<WorkerServiceRequest>,
         tarpc::Response<WorkerServiceResponse>,
-    >(listener, token);
+    >(listener, token, None);
     let server = transport::spawn_accept_loop(incoming, stop.clone(), move |t| {
         BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
