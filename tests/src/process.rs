@@ -203,7 +203,7 @@ impl ProcCluster {
 
     /// A client seeded with every master.
     pub fn client(&self) -> Arc<Client> {
-        let token = self.config.token().expect("token");
+        let token = self.config.credentials(false).expect("credentials");
         let options =
             ClientOptions { retry_for: Duration::from_secs(20), token, ..ClientOptions::default() };
         Arc::new(Client::with_options(self.config.seeds(), options))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use taskraft_core::{NewTask, Status};
 use taskraft_master::store::{decode_rows, parse_snapshot};
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::PeerServiceRequest;
 use taskraft_tests::TestCluster;
@@ -32,7 +32,7 @@ fn bad_frames() -> Vec<Vec<u8>> {
 /// handshake and the frame decoder see them.
 async fn send_and_close(addr: &str, bytes: &[u8]) {
     send_raw(addr, bytes).await;
-    send_raw(addr, &[Token::default().hello(), bytes.to_vec()].concat()).await;
+    send_raw(addr, &[Credentials::default().hello(), bytes.to_vec()].concat()).await;
 }
 
 async fn send_raw(addr: &str, bytes: &[u8]) {

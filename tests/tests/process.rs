@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskraft_core::{Status, TaskId};
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_tests::process::Proc;
 use taskraft_tests::{cluster::FAST, eventually, ProcCluster};
 
@@ -296,11 +296,13 @@ async fn wrong_or_missing_token_is_refused_and_changes_nothing() {
     // A peer without the token is refused on the Raft port too.
     let peer = &cluster.config.node(leader).unwrap().peer_addr;
     let mut raw = tokio::net::TcpStream::connect(peer).await.unwrap();
-    let err = taskraft_proto::auth::offer(&mut raw, &Token::new("guess"), 1).await.unwrap_err();
+    let err =
+        taskraft_proto::auth::offer(&mut raw, &Credentials::new("guess"), 1).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
     // With the token but a node id that is not a member: refused too.
     let mut raw = tokio::net::TcpStream::connect(peer).await.unwrap();
-    let err = taskraft_proto::auth::offer(&mut raw, &Token::new("s3cret"), 99).await.unwrap_err();
+    let err =
+        taskraft_proto::auth::offer(&mut raw, &Credentials::new("s3cret"), 99).await.unwrap_err();
     assert!(err.to_string().contains("node 99 is not a member"), "{err}");
 
     let status = json(&cluster.cli(&["status", "--json"]));
@@ -316,4 +318,45 @@ async fn wrong_or_missing_token_is_refused_and_changes_nothing() {
         log.contains("connection refused") && log.contains("wrong or missing cluster token"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_cluster_serves_clients_with_the_ca_and_refuses_others() {
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls");
+    let extra = format!(
+        "{FAST}\ntoken = \"t0ken\"\ntls_ca = \"{tls}/ca.pem\"\ntls_cert = \"{tls}/node.pem\"\ntls_key = \"{tls}/node.key\""
+    );
+    let cluster = ProcCluster::start(BIN, 3, &extra);
+    cluster.leader().await; // over TLS, with the config's CA and token
+    json(&cluster.cli(&["submit", "--json", "over tls"]));
+    let mut worker = cluster.worker(
+        "w01",
+        &["--id", "w01", "--handler", "upper", "--exit-when-done", "--poll-wait", "500ms"],
+    );
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, Some(0), "{}", cluster.log("w01"));
+    assert_eq!(json(&cluster.cli(&["result", "1", "--json"]))["result"], "OVER TLS");
+
+    let seeds = cluster.config.seeds().join(",");
+    let other_ca = format!("{tls}/other-ca.pem");
+    let untrusted = Command::new(BIN)
+        .args(["status", "--seeds", &seeds, "--retry-for", "2s"])
+        .env("TASKRAFT_TOKEN", "t0ken")
+        .env("TASKRAFT_TLS_CA", &other_ca)
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("tls with"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    let plaintext = Command::new(BIN)
+        .args(["status", "--seeds", &seeds, "--retry-for", "2s"])
+        .env("TASKRAFT_TOKEN", "t0ken")
+        .env_remove("TASKRAFT_TLS_CA")
+        .output()
+        .unwrap();
+    assert_eq!(plaintext.status.code(), Some(1), "a plaintext client must not be served");
+    let log = cluster.log(&format!("node{}", cluster.leader().await));
+    assert!(log.contains("connection refused") && log.contains("tls"), "{log}");
 }

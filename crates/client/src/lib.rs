@@ -25,7 +25,7 @@ use rand::Rng;
 use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_core::{Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{Assignment, ClientServiceClient, ClusterStatus, NodeReport};
 use taskraft_proto::{transport, WireError};
 use tracing::{debug, warn};
@@ -42,7 +42,7 @@ pub struct ClientOptions {
     /// Longest pause between attempts.
     pub max_backoff: Duration,
     /// The cluster token every connection proves.
-    pub token: Token,
+    pub token: Credentials,
 }
 
 impl Default for ClientOptions {
@@ -52,7 +52,7 @@ impl Default for ClientOptions {
             retry_for: Duration::from_secs(30),
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
-            token: Token::default(),
+            token: Credentials::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use tarpc::context::Context;
 use taskraft_core::{
     Command, Lease, NewTask, Outcome, Response, Status, Submitted, Task, TaskId, WorkerId,
 };
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{
     Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, NodeReport,
     MAX_TASKS_PER_REQUEST, MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
@@ -53,7 +53,7 @@ struct Inner {
     /// Group commit in front of Raft.
     proposer: Proposer,
     /// The cluster token, proved to push workers at registration.
-    token: Token,
+    token: Credentials,
 }
 
 impl Api {
@@ -64,7 +64,7 @@ impl Api {
         applied_index: watch::Receiver<u64>,
         settings: ClusterSettings,
         board: PushBoard,
-        token: Token,
+        token: Credentials,
     ) -> Api {
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));

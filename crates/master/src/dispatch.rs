@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tarpc::context;
 use taskraft_core::{Command, Lease, Outcome, Response, WorkerId};
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::PushWorkerStatus;
 use taskraft_proto::config::{ClusterSettings, PushWorkerConfig};
 use taskraft_proto::push::WorkerServiceClient;
@@ -42,7 +42,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_PROBE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Connects to a push worker and asks who it is.
-pub async fn ping(addr: &str, token: &Token) -> Result<(WorkerId, WorkerServiceClient), String> {
+pub async fn ping(
+    addr: &str,
+    token: &Credentials,
+) -> Result<(WorkerId, WorkerServiceClient), String> {
     let t = transport::connect(addr, PROBE_TIMEOUT, token).await.map_err(|e| e.to_string())?;
     let client = WorkerServiceClient::new(tarpc::client::Config::default(), t).spawn();
     let mut ctx = context::current();
@@ -169,7 +172,7 @@ pub struct Dispatcher {
     /// The shared view for `status`.
     pub board: PushBoard,
     /// The cluster token, proved to push workers too.
-    pub token: Token,
+    pub token: Credentials,
 }
 
 impl Dispatcher {

@@ -23,7 +23,7 @@ use openraft::raft::{
 };
 use tarpc::client::RpcError;
 use tarpc::context;
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::peer::PeerServiceClient;
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
 
@@ -39,14 +39,18 @@ pub struct PeerNetwork {
     me: NodeId,
     pool: Pool,
     routes: Routes,
-    token: Token,
+    token: Credentials,
 }
 
 impl PeerNetwork {
     /// A network that dials the nodes in `routes` at the given addresses
     /// instead of their `peer_addr` (a proxy, a NAT, a fault-injecting test).
     /// Every connection proves `token`.
-    pub fn with_routes(me: NodeId, routes: BTreeMap<NodeId, String>, token: Token) -> PeerNetwork {
+    pub fn with_routes(
+        me: NodeId,
+        routes: BTreeMap<NodeId, String>,
+        token: Credentials,
+    ) -> PeerNetwork {
         PeerNetwork { me, pool: Pool::default(), routes: Arc::new(routes), token }
     }
 }
@@ -57,7 +61,7 @@ pub struct PeerConn {
     target: NodeId,
     addr: String,
     pool: Pool,
-    token: Token,
+    token: Credentials,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {

@@ -88,7 +88,7 @@ impl Node {
         options: NodeOptions,
     ) -> Result<Node, NodeError> {
         let me = config.node(id).map_err(|e| NodeError::Config(e.to_string()))?;
-        let token = config.token().map_err(|e| NodeError::Config(e.to_string()))?;
+        let token = config.credentials(true).map_err(|e| NodeError::Config(e.to_string()))?;
         let (log, sm) = store::open(&me.data_dir, &config.cluster.name)?;
         let raft_config = Arc::new(raft_config(config, id)?);
         let raft = Raft::new(

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{ClientService, ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::{PeerService, PeerServiceRequest, PeerServiceResponse};
 use taskraft_proto::transport;
@@ -25,7 +25,7 @@ use crate::peer::PeerServer;
 pub fn serve_peers(
     listener: TcpListener,
     server: PeerServer,
-    token: Token,
+    token: Credentials,
     members: BTreeSet<u64>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -47,7 +47,7 @@ pub fn serve_peers(
 pub fn serve_clients(
     listener: TcpListener,
     api: Api,
-    token: Token,
+    token: Credentials,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = transport::incoming::<

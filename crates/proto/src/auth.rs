@@ -14,24 +14,47 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::tls::Tls;
+
 const MAGIC: &[u8; 5] = b"TRFT1";
 /// Longest token accepted.
 pub const MAX_TOKEN_BYTES: usize = 1024;
 
-/// The cluster's shared secret, or none (then any handshake is accepted).
+/// What a process proves and checks on every connection: the cluster's
+/// shared secret (or none: then any handshake is accepted) and, optionally,
+/// TLS.
 #[derive(Clone, Default)]
-pub struct Token(Option<Arc<[u8]>>);
+pub struct Credentials {
+    secret: Option<Arc<[u8]>>,
+    tls: Option<Tls>,
+}
 
-impl std::fmt::Debug for Token {
+impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Token(set)" } else { "Token(none)" })
+        let secret = if self.secret.is_some() { "token" } else { "no token" };
+        let tls = if self.tls.is_some() { "tls" } else { "no tls" };
+        write!(f, "Credentials({secret}, {tls})")
     }
 }
 
-impl Token {
+impl Credentials {
     /// A token; an empty string means none.
-    pub fn new(secret: &str) -> Token {
-        Token((!secret.is_empty()).then(|| Arc::from(secret.as_bytes())))
+    pub fn new(secret: &str) -> Credentials {
+        Credentials {
+            secret: (!secret.is_empty()).then(|| Arc::from(secret.as_bytes())),
+            tls: None,
+        }
+    }
+
+    /// The same, over TLS.
+    pub fn with_tls(mut self, tls: Tls) -> Credentials {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS part, if any.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
     }
 
     /// The bytes a client sends first.
@@ -41,7 +64,7 @@ impl Token {
 
     /// The bytes node `node` sends first to a peer port.
     pub fn hello_as(&self, node: u64) -> Vec<u8> {
-        let secret = self.0.as_deref().unwrap_or_default();
+        let secret = self.secret.as_deref().unwrap_or_default();
         let mut hello = MAGIC.to_vec();
         hello.extend((secret.len() as u16).to_be_bytes());
         hello.extend(secret);
@@ -50,7 +73,7 @@ impl Token {
     }
 
     fn matches(&self, offered: &[u8]) -> bool {
-        let Some(expected) = self.0.as_deref() else { return true };
+        let Some(expected) = self.secret.as_deref() else { return true };
         // Constant time in the content; the length is not a secret worth hiding.
         expected.len() == offered.len()
             && expected.iter().zip(offered).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
@@ -60,7 +83,7 @@ impl Token {
 /// Client side: sends the token (and `node`, 0 for a client) and waits for the verdict.
 pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    token: &Token,
+    token: &Credentials,
     node: u64,
 ) -> std::io::Result<()> {
     stream.write_all(&token.hello_as(node)).await?;
@@ -82,7 +105,7 @@ pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
 /// the reason (for the node's log).
 pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    token: &Token,
+    token: &Credentials,
     members: Option<&BTreeSet<u64>>,
 ) -> Result<(), String> {
     let verdict = read_hello(stream, token, members).await;
@@ -101,7 +124,7 @@ pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn read_hello<S: AsyncRead + Unpin>(
     stream: &mut S,
-    token: &Token,
+    token: &Credentials,
     members: Option<&BTreeSet<u64>>,
 ) -> Result<(), String> {
     let mut magic = [0u8; 5];

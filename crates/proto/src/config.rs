@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auth::Token;
+use crate::auth::Credentials;
 use crate::raft::NodeId;
+use crate::tls::Tls;
 use crate::transport::MAX_FRAME_BYTES;
 
 /// The whole of `cluster.toml`.
@@ -71,6 +72,15 @@ pub struct ClusterSettings {
     /// A file holding the shared secret (trailing whitespace ignored), instead of `token`.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the nodes' certificates: turns TLS on.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate a node (or push worker) serves with; needs `tls_key` and `tls_ca`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One `[[node]]` table.
@@ -190,6 +200,15 @@ impl ClusterConfig {
         {
             return Err(invalid("cluster.token", "must be 1 to 1024 bytes"));
         }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(invalid("cluster.tls_key", "set tls_cert and tls_key together"));
+        }
+        if c.tls_cert.is_some() && c.tls_ca.is_none() {
+            return Err(invalid(
+                "cluster.tls_ca",
+                "TLS needs the CA that signed the nodes' certificates",
+            ));
+        }
         if c.max_attempts == 0 {
             return Err(invalid("cluster.max_attempts", "must be at least 1"));
         }
@@ -268,10 +287,19 @@ impl ClusterConfig {
         })
     }
 
-    /// The cluster token: `TASKRAFT_TOKEN` if set, else `token`, else the
-    /// contents of `token_file`, else none.
-    pub fn token(&self) -> Result<Token, ConfigError> {
-        token_from_env(self.cluster.token.as_deref(), self.cluster.token_file.as_deref())
+    /// What this process proves and checks on every connection: the token
+    /// (`TASKRAFT_TOKEN` if set, else `token`, else the contents of
+    /// `token_file`) and, when `tls_ca` is set, TLS. A server (`serve`: a
+    /// node or a push worker) also presents `tls_cert`.
+    pub fn credentials(&self, serve: bool) -> Result<Credentials, ConfigError> {
+        let c = &self.cluster;
+        let creds = token_from_env(c.token.as_deref(), c.token_file.as_deref())?;
+        let tls = match (&c.tls_ca, &c.tls_cert, &c.tls_key) {
+            (None, _, _) => return Ok(creds),
+            (Some(ca), Some(cert), Some(key)) if serve => Tls::server(cert, key, ca),
+            (Some(ca), _, _) => Tls::client(ca),
+        };
+        Ok(creds.with_tls(tls.map_err(|e| invalid("cluster.tls", e))?))
     }
 
     /// The client addresses of every node: a client's seed list.
@@ -280,24 +308,37 @@ impl ClusterConfig {
     }
 }
 
+/// A client's credentials without a config file: `TASKRAFT_TOKEN`, and TLS
+/// when `TASKRAFT_TLS_CA` names the CA's PEM file.
+pub fn credentials_from_env() -> Result<Credentials, ConfigError> {
+    let creds = token_from_env(None, None)?;
+    match std::env::var_os("TASKRAFT_TLS_CA") {
+        Some(ca) => {
+            Ok(creds
+                .with_tls(Tls::client(Path::new(&ca)).map_err(|e| invalid("TASKRAFT_TLS_CA", e))?))
+        }
+        None => Ok(creds),
+    }
+}
+
 /// Resolves the token: `TASKRAFT_TOKEN`, else `token`, else `token_file`.
 pub fn token_from_env(
     token: Option<&str>,
     token_file: Option<&Path>,
-) -> Result<Token, ConfigError> {
+) -> Result<Credentials, ConfigError> {
     if let Ok(secret) = std::env::var("TASKRAFT_TOKEN") {
-        return Ok(Token::new(secret.trim()));
+        return Ok(Credentials::new(secret.trim()));
     }
     if let Some(t) = token {
-        return Ok(Token::new(t));
+        return Ok(Credentials::new(t));
     }
     match token_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-            Ok(Token::new(text.trim()))
+            Ok(Credentials::new(text.trim()))
         }
-        None => Ok(Token::default()),
+        None => Ok(Credentials::default()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod peer;
 pub mod push;
 pub mod raft;
+pub mod tls;
 pub mod transport;
 
 pub use config::{ClusterConfig, ConfigError, NodeConfig};

@@ -12,11 +12,13 @@ use serde::{de::DeserializeOwned, Serialize};
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, Token};
+use crate::auth::{self, Credentials};
+use crate::tls::{self, Tls};
 
 /// Largest frame accepted on any port. A malformed or hostile length prefix
 /// above it closes the connection instead of allocating.
@@ -28,16 +30,18 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// with an error until some finish.
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 
-/// A tarpc transport over TCP with bincode frames.
-pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, Bincode<In, Out>>;
+/// A byte stream: plain TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
-fn framed<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
+/// A tarpc transport over TCP (or TLS) with bincode frames.
+pub type TcpTransport<In, Out> = Transport<Box<dyn Io>, In, Out, Bincode<In, Out>>;
+
+fn framed<In, Out>(stream: Box<dyn Io>) -> TcpTransport<In, Out>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    // Small request/response frames: Nagle's algorithm would hold them back.
-    let _ = stream.set_nodelay(true);
     let framed =
         LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_framed(stream);
     tarpc::serde_transport::new(framed, Bincode::default())
@@ -53,7 +57,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// short pause. The listener closes when the stream is dropped.
 pub fn incoming<In, Out>(
     listener: TcpListener,
-    token: Token,
+    token: Credentials,
     members: Option<BTreeSet<u64>>,
 ) -> impl Stream<Item = TcpTransport<In, Out>>
 where
@@ -68,15 +72,25 @@ where
                 _ = tx.closed() => return,
                 accepted = listener.accept() => accepted,
             };
-            let Ok((mut stream, peer)) = accepted else {
+            let Ok((tcp, peer)) = accepted else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            // Small request/response frames: Nagle's algorithm would hold them back.
+            let _ = tcp.set_nodelay(true);
             let (tx, token, members) = (tx.clone(), token.clone(), members.clone());
             tokio::spawn(async move {
-                let check = auth::check(&mut stream, &token, members.as_deref());
+                let check = async {
+                    let mut stream: Box<dyn Io> = match token.tls().and_then(Tls::acceptor) {
+                        Some(acceptor) => {
+                            Box::new(acceptor.accept(tcp).await.map_err(|e| format!("tls: {e}"))?)
+                        }
+                        None => Box::new(tcp),
+                    };
+                    auth::check(&mut stream, &token, members.as_deref()).await.map(|()| stream)
+                };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, check).await {
-                    Ok(Ok(())) => _ = tx.send(framed(stream)).await,
+                    Ok(Ok(stream)) => _ = tx.send(framed(stream)).await,
                     Ok(Err(reason)) => tracing::warn!(%peer, %reason, "connection refused"),
                     Err(_) => tracing::warn!(%peer, "connection refused: no handshake in time"),
                 }
@@ -91,7 +105,7 @@ where
 pub async fn connect<In, Out>(
     addr: &str,
     timeout: Duration,
-    token: &Token,
+    token: &Credentials,
 ) -> io::Result<TcpTransport<In, Out>>
 where
     In: DeserializeOwned,
@@ -104,7 +118,7 @@ where
 pub async fn connect_as<In, Out>(
     addr: &str,
     timeout: Duration,
-    token: &Token,
+    token: &Credentials,
     node: u64,
 ) -> io::Result<TcpTransport<In, Out>>
 where
@@ -112,7 +126,18 @@ where
     Out: Serialize,
 {
     let setup = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let mut stream: Box<dyn Io> = match token.tls() {
+            Some(tls) => {
+                let name = tls::server_name(addr).map_err(io::Error::other)?;
+                let stream = tls.connector().connect(name, tcp).await.map_err(|e| {
+                    io::Error::new(io::ErrorKind::PermissionDenied, format!("tls with {addr}: {e}"))
+                })?;
+                Box::new(stream)
+            }
+            None => Box::new(tcp),
+        };
         auth::offer(&mut stream, token, node).await?;
         Ok(framed(stream))
     };

@@ -13,7 +13,7 @@ use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use taskraft_client::{Client, ClientError};
 use taskraft_core::{Lease, WorkerId};
-use taskraft_proto::auth::Token;
+use taskraft_proto::auth::Credentials;
 use taskraft_proto::push::{WorkerService, WorkerServiceRequest, WorkerServiceResponse};
 use taskraft_proto::transport;
 use tokio::net::TcpListener;
@@ -53,7 +53,7 @@ pub struct PushIdentity {
     /// Tasks processed at once.
     pub capacity: u32,
     /// The cluster token the leader must prove.
-    pub token: Token,
+    pub token: Credentials,
 }
 
 /// Serves `DoTask` on `listener` as `me` until `stop` fires. Fails if the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use taskraft_client::{Client, ClientOptions};
-use taskraft_proto::config::token_from_env;
+use taskraft_proto::config::credentials_from_env;
 use taskraft_proto::ClusterConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -39,23 +39,23 @@ fn client(seeds: &Seeds) -> Result<Arc<Client>, Failure> {
     let mut options = ClientOptions { retry_for: seeds.retry_for, ..ClientOptions::default() };
     if !list.is_empty() {
         // Without a config, the token can only come from TASKRAFT_TOKEN.
-        options.token = token_from_env(None, None).map_err(|e| Failure::Usage(e.into()))?;
+        options.token = credentials_from_env().map_err(|e| Failure::Usage(e.into()))?;
         return Ok(Arc::new(Client::with_options(list, options)));
     }
     let config = ClusterConfig::load(&seeds.config).map_err(|e| {
         Failure::Usage(anyhow!("{e}\nno seeds: pass --seeds A,B,C, set TASKRAFT_SEEDS, or point --config at cluster.toml"))
     })?;
-    options.token = config.token().map_err(|e| Failure::Usage(e.into()))?;
+    options.token = config.credentials(false).map_err(|e| Failure::Usage(e.into()))?;
     Ok(Arc::new(Client::with_options(config.seeds(), options)))
 }
 
-/// The cluster token for these seeds: the config's (or TASKRAFT_TOKEN).
-fn token(seeds: &Seeds) -> Result<taskraft_proto::auth::Token, Failure> {
+/// A push worker's credentials: the config's (or TASKRAFT_TOKEN / TASKRAFT_TLS_CA).
+fn token(seeds: &Seeds) -> Result<taskraft_proto::auth::Credentials, Failure> {
     let from_config =
         seeds.seeds.is_empty().then(|| ClusterConfig::load(&seeds.config).ok()).flatten();
     match from_config {
-        Some(config) => config.token(),
-        None => token_from_env(None, None),
+        Some(config) => config.credentials(true),
+        None => credentials_from_env(),
     }
     .map_err(|e| Failure::Usage(e.into()))
 }
