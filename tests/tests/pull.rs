@@ -224,3 +224,25 @@ async fn client_without_a_listening_seed_backs_off_and_gives_up_with_a_clear_err
     let text = err.to_string();
     assert!(text.contains("no leader answered") && text.contains(&closed.to_string()), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_limits_are_enforced_with_a_clear_error() {
+    let cluster = TestCluster::start(3).await;
+    cluster.leader().await;
+    let client = cluster.client();
+    let too_many: Vec<NewTask> = (0..10_001).map(|i| task(&i.to_string())).collect();
+    match client.submit(too_many).await {
+        Err(ClientError::Refused(WireError::Invalid(m))) => {
+            assert!(m.contains("10001 tasks in one submit"), "{m}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match client.request(&WorkerId("w01".into()), 257, Duration::ZERO).await {
+        Err(ClientError::Refused(WireError::Invalid(m))) => {
+            assert!(m.contains("ask for 1 to 256"), "{m}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(client.status().await.unwrap().counts.total(), 0, "nothing was written");
+    cluster.shutdown().await;
+}
