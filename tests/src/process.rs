@@ -70,42 +70,46 @@ pub fn free_addr() -> String {
 impl ProcCluster {
     /// Writes a config for `n` nodes and starts them all.
     pub fn start(bin: &str, n: usize, extra: &str) -> ProcCluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let addrs: Vec<(String, String)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
-        let text = config_text("proc", dir.path(), &addrs, extra);
-        let config_path = dir.path().join("cluster.toml");
-        std::fs::write(&config_path, &text).expect("write config");
-        let config = ClusterConfig::parse(&text).expect("config");
-        let mut cluster = ProcCluster {
-            bin: bin.into(),
-            config_path,
-            config,
-            dir,
-            nodes: BTreeMap::new(),
-            links: BTreeMap::new(),
-        };
-        for id in 1..=n as NodeId {
-            cluster.start_node(id);
-        }
-        cluster
+        ProcCluster::launch(bin, n, extra, BTreeMap::new())
     }
 
     /// Like [`ProcCluster::start`], with a [`Proxy`] on every peer link
     /// (one per ordered pair of nodes), so links can be cut, blackholed or delayed.
     pub async fn start_proxied(bin: &str, n: usize, extra: &str) -> ProcCluster {
-        let dir = tempfile::tempdir().expect("temp dir");
         let addrs: Vec<(String, String)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
+        let mut links = BTreeMap::new();
+        for from in 1..=n {
+            for to in (1..=n).filter(|to| *to != from) {
+                let proxy = Proxy::start(addrs[to - 1].0.clone()).await;
+                links.insert((from as NodeId, to as NodeId), proxy);
+            }
+        }
+        ProcCluster::launch_at(bin, addrs, extra, links)
+    }
+
+    fn launch(
+        bin: &str,
+        n: usize,
+        extra: &str,
+        links: BTreeMap<(NodeId, NodeId), Proxy>,
+    ) -> ProcCluster {
+        let addrs = (0..n).map(|_| (free_addr(), free_addr())).collect();
+        ProcCluster::launch_at(bin, addrs, extra, links)
+    }
+
+    /// Writes the config for nodes at `addrs` and starts them, dialling each
+    /// other through `links` where given.
+    fn launch_at(
+        bin: &str,
+        addrs: Vec<(String, String)>,
+        extra: &str,
+        links: BTreeMap<(NodeId, NodeId), Proxy>,
+    ) -> ProcCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
         let text = config_text("proc", dir.path(), &addrs, extra);
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text).expect("write config");
         let config = ClusterConfig::parse(&text).expect("config");
-        let mut links = BTreeMap::new();
-        for from in 1..=n as NodeId {
-            for to in (1..=n as NodeId).filter(|to| *to != from) {
-                let target = config.node(to).expect("node").peer_addr.clone();
-                links.insert((from, to), Proxy::start(target).await);
-            }
-        }
         let mut cluster = ProcCluster {
             bin: bin.into(),
             config_path,
@@ -114,7 +118,7 @@ impl ProcCluster {
             nodes: BTreeMap::new(),
             links,
         };
-        for id in 1..=n as NodeId {
+        for id in 1..=addrs.len() as NodeId {
             cluster.start_node(id);
         }
         cluster
