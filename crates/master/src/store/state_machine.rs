@@ -232,6 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership,
             data: Some(data),
             path: self.snapshot_path.clone(),
+            tree: self.tree.clone(),
         }
     }
 
@@ -300,6 +301,7 @@ pub struct SnapshotBuilder {
     membership: StoredMembership<NodeId, NodeInfo>,
     data: Option<Vec<u8>>,
     path: PathBuf,
+    tree: sled::Tree,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -314,6 +316,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id: format!("{index}-{nanos}"),
         };
+        // apply() does not fsync: make the table durable up to this snapshot
+        // before openraft may purge the log entries it covers.
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let (path, m) = (self.path.clone(), meta.clone());
         let data = tokio::task::spawn_blocking(move || {
             write_snapshot_file(&path, &m, &data).map(|()| data)
