@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// taskraft: hands tasks from a replicated master to workers, and survives the master's death.
 #[derive(Debug, Parser)]
-#[command(name = "taskraft", version, about, long_about = None)]
+#[command(
+    name = "taskraft",
+    version,
+    about = "taskraft: hands tasks from a replicated master (Raft, three nodes) to workers, and survives the master's death.",
+    long_about = None
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Run one master node of the cluster described by the config.
     Master(MasterArgs),
-    /// Run a pull worker: request a task, process it, submit the result, repeat.
+    /// Run a worker: pull (request a task, process it, submit the result, repeat), or with --push a DoTask server.
     Worker(WorkerArgs),
     /// Submit tasks (arguments, --file one per line, or --stdin one per line).
     Submit(SubmitArgs),
