@@ -170,6 +170,54 @@ async fn fencing_answers_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_and_request_records_then_leases_in_one_call_and_is_fenced_alike() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    client.submit(vec![task("a"), task("b")]).await.unwrap();
+    let (w, other) = (WorkerId("w01".into()), WorkerId("w02".into()));
+    let Assignment::Leased { tasks, .. } = client.request(&w, 1, Duration::ZERO).await.unwrap()
+    else {
+        panic!("expected a lease")
+    };
+    let first = tasks[0].lease;
+
+    // Bad input is refused before anything is proposed.
+    let before = cluster.digest(leader);
+    let refused = client.complete_and_request(first, &w, b"x".to_vec(), 0).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Refused(WireError::Invalid(m))) if m.contains("asked for 0 tasks")),
+        "{refused:?}"
+    );
+    let refused = client.complete_and_request(first, &w, vec![0; 5000], 1).await;
+    assert!(matches!(refused, Err(ClientError::Refused(WireError::Invalid(_)))), "{refused:?}");
+    assert_eq!(cluster.digest(leader), before, "a refused call changed the table");
+
+    // The result is recorded and the next idle task leased, in one call.
+    let (outcome, next) = client.complete_and_request(first, &w, b"A".to_vec(), 4).await.unwrap();
+    assert_eq!(outcome, Outcome::Accepted);
+    let Assignment::Leased { tasks, .. } = next else {
+        panic!("expected the next lease: {next:?}")
+    };
+    assert_eq!(tasks.len(), 1, "only one task was idle");
+    let second = tasks[0].lease;
+    assert_eq!(second.task, TaskId(2));
+
+    // A repeated or foreign result is fenced as with `complete`; nothing is idle.
+    let (outcome, next) =
+        client.complete_and_request(first, &w, b"again".to_vec(), 1).await.unwrap();
+    assert_eq!((outcome, next), (Outcome::Duplicate, Assignment::NoTask));
+    let (outcome, _) = client.complete_and_request(second, &other, b"x".to_vec(), 1).await.unwrap();
+    assert_eq!(outcome, Outcome::Stale);
+    let t1 = client.task(TaskId(1)).await.unwrap();
+    assert_eq!((t1.status, t1.result.as_deref()), (Status::Completed, Some(&b"A"[..])));
+    let t2 = client.task(TaskId(2)).await.unwrap();
+    assert_eq!((t2.status, t2.worker.as_ref()), (Status::InProgress, Some(&w)));
+    cluster.converged().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_worker_input_gets_a_clear_error() {
     let cluster = TestCluster::start(3).await; // max_payload_bytes 4096
     cluster.leader().await;

@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// Tasks leased per request in W2 and W3 (batched leases).
     #[arg(long, default_value_t = 1)]
     pub batch: u32,
+    /// W2/W3 workers request and complete in two calls, BENCH.md's literal
+    /// loop, instead of completing and requesting the next task in one call.
+    #[arg(long)]
+    pub two_calls: bool,
     /// W1 producer counts.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub producers: Vec<usize>,

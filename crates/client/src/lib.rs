@@ -273,6 +273,22 @@ impl Client {
         .await
     }
 
+    /// Records a lease's result and leases up to `max` idle tasks in the same
+    /// commit; `NoTask` when nothing was idle (it does not wait).
+    pub async fn complete_and_request(
+        &self,
+        lease: Lease,
+        worker: &WorkerId,
+        result: Vec<u8>,
+        max: u32,
+    ) -> Result<(Outcome, Assignment)> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let (worker, result) = (worker.clone(), result.clone());
+            async move { c.complete_and_request(ctx, lease, worker, result, max).await }
+        })
+        .await
+    }
+
     /// Reports a lease's failure.
     pub async fn fail(&self, lease: Lease, worker: &WorkerId, error: String) -> Result<Outcome> {
         self.call(Duration::ZERO, true, |c, ctx| {

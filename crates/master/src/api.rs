@@ -185,12 +185,65 @@ impl Api {
     ) -> Result<Outcome, WireError> {
         match self.propose(cmd).await? {
             Response::Outcome(o) => {
-                if matches!(o, Outcome::Stale | Outcome::Duplicate) {
-                    info!(%lease, %worker, outcome = ?o, "fenced {what}: not recorded");
-                }
+                self.log_fenced(what, lease, worker, o);
                 Ok(o)
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    fn log_fenced(&self, what: &str, lease: Lease, worker: &WorkerId, outcome: Outcome) {
+        if matches!(outcome, Outcome::Stale | Outcome::Duplicate) {
+            info!(%lease, %worker, ?outcome, "fenced {what}: not recorded");
+        }
+    }
+
+    fn check_request(max: u32, wait_ms: u64) -> Result<(), WireError> {
+        if max == 0 || max > MAX_TASKS_PER_REQUEST {
+            return Err(WireError::Invalid(format!(
+                "asked for {max} tasks; ask for 1 to {MAX_TASKS_PER_REQUEST}"
+            )));
+        }
+        if wait_ms > MAX_WAIT_MS {
+            return Err(WireError::Invalid(format!(
+                "a wait of {wait_ms} ms; at most {MAX_WAIT_MS} ms is allowed"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Idle tasks in the applied table.
+    fn idle(&self) -> u64 {
+        self.0.applied.read().expect("applied lock").table.counts().idle
+    }
+
+    /// The long poll: leases up to `max` tasks as soon as one is idle, or
+    /// answers `NoTask` / `Drained` after `wait_ms`.
+    async fn poll(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        wait_ms: u64,
+    ) -> Result<Assignment, WireError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        let mut applied = self.0.applied_index.clone();
+        let mut metrics = self.0.raft.metrics();
+        loop {
+            // A deposed leader answers its waiters at once.
+            if !self.is_leader() {
+                return Err(self.not_leader());
+            }
+            applied.borrow_and_update();
+            if let Some(answer) = self.try_assign(worker, max).await? {
+                return Ok(answer);
+            }
+            // Wait for an apply (a submit, a fail, an expiry may make a task
+            // idle), a leadership change, or the end of the poll.
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = metrics.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => return self.empty_handed().await,
+            }
         }
     }
 
@@ -200,7 +253,7 @@ impl Api {
         worker: &WorkerId,
         max: u32,
     ) -> Result<Option<Assignment>, WireError> {
-        if self.0.applied.read().expect("applied lock").table.counts().idle == 0 {
+        if self.idle() == 0 {
             return Ok(None);
         }
         let cmd = Command::Assign { worker: worker.clone(), max, now_ms: now_ms() };
@@ -263,36 +316,8 @@ impl ClientService for Api {
         wait_ms: u64,
     ) -> Result<Assignment, WireError> {
         Self::check_worker(&worker)?;
-        if max == 0 || max > MAX_TASKS_PER_REQUEST {
-            return Err(WireError::Invalid(format!(
-                "asked for {max} tasks; ask for 1 to {MAX_TASKS_PER_REQUEST}"
-            )));
-        }
-        if wait_ms > MAX_WAIT_MS {
-            return Err(WireError::Invalid(format!(
-                "a wait of {wait_ms} ms; at most {MAX_WAIT_MS} ms is allowed"
-            )));
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        let mut applied = self.0.applied_index.clone();
-        let mut metrics = self.0.raft.metrics();
-        loop {
-            // A deposed leader answers its waiters at once.
-            if !self.is_leader() {
-                return Err(self.not_leader());
-            }
-            applied.borrow_and_update();
-            if let Some(answer) = self.try_assign(&worker, max).await? {
-                return Ok(answer);
-            }
-            // Wait for an apply (a submit, a fail, an expiry may make a task
-            // idle), a leadership change, or the end of the poll.
-            tokio::select! {
-                _ = applied.changed() => {}
-                _ = metrics.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => return self.empty_handed().await,
-            }
-        }
+        Self::check_request(max, wait_ms)?;
+        self.poll(&worker, max, wait_ms).await
     }
 
     async fn complete(
@@ -306,6 +331,39 @@ impl ClientService for Api {
         self.check_size("the result", result.len())?;
         let cmd = Command::Complete { lease, worker: worker.clone(), result, now_ms: now_ms() };
         self.lease_command("completion", lease, &worker, cmd).await
+    }
+
+    async fn complete_and_request(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+        result: Vec<u8>,
+        max: u32,
+    ) -> Result<(Outcome, Assignment), WireError> {
+        Self::check_worker(&worker)?;
+        self.check_size("the result", result.len())?;
+        Self::check_request(max, 0)?;
+        let now = now_ms();
+        let complete = Command::Complete { lease, worker: worker.clone(), result, now_ms: now };
+        if self.idle() == 0 {
+            let outcome = self.lease_command("completion", lease, &worker, complete).await?;
+            return Ok((outcome, Assignment::NoTask));
+        }
+        // One entry: the result is recorded and the next tasks leased in the
+        // same commit, in this order.
+        let assign = Command::Assign { worker: worker.clone(), max, now_ms: now };
+        let response = self.propose(Command::Batch(vec![complete, assign])).await?;
+        let Response::Batch(responses) = response else { return Err(unexpected(response)) };
+        let mut responses = responses.into_iter();
+        match (responses.next(), responses.next()) {
+            (Some(Response::Outcome(outcome)), Some(Response::Assigned(tasks))) => {
+                self.log_fenced("completion", lease, &worker, outcome);
+                let next = if tasks.is_empty() { Assignment::NoTask } else { self.leased(tasks) };
+                Ok((outcome, next))
+            }
+            other => Err(unexpected(Response::Batch(other.0.into_iter().chain(other.1).collect()))),
+        }
     }
 
     async fn fail(

@@ -1,7 +1,9 @@
 //! [`Worker`]: the pull loop.
 //!
 //! Each of `concurrency` slots loops: long-poll `request`, run the handler,
-//! `complete` (or `fail`). While the handler runs, a heartbeat extends the
+//! `complete` (or `fail`). A busy slot reports a result and leases its next
+//! task in one call (`complete_and_request`, one commit); it long-polls only
+//! when that found nothing idle. While the handler runs, a heartbeat extends the
 //! lease every third of its timeout, so a long task keeps its lease.
 //!
 //! Shutdown: when `stop` is cancelled (SIGINT/SIGTERM in the CLI), slots stop
@@ -128,16 +130,25 @@ struct Slot {
 
 impl Slot {
     async fn run(self, done: CancellationToken) -> Result<(), ClientError> {
+        // A lease handed over with the previous result (complete_and_request).
+        let mut next: Option<Assignment> = None;
         loop {
-            let request = self.client.request(&self.id, 1, self.options.poll_wait);
-            let answer = tokio::select! {
-                _ = done.cancelled() => return Ok(()),
-                answer = request => answer?,
+            let answer = match next.take() {
+                Some(answer) => answer,
+                None => {
+                    let request = self.client.request(&self.id, 1, self.options.poll_wait);
+                    tokio::select! {
+                        _ = done.cancelled() => return Ok(()),
+                        answer = request => answer?,
+                    }
+                }
             };
             match answer {
                 Assignment::Leased { tasks, lease_timeout_ms } => {
-                    for task in tasks {
-                        self.process(task, Duration::from_millis(lease_timeout_ms)).await?;
+                    let count = tasks.len();
+                    for (i, task) in tasks.into_iter().enumerate() {
+                        let timeout = Duration::from_millis(lease_timeout_ms);
+                        next = self.process(task, timeout, i + 1 == count, &done).await?;
                     }
                 }
                 Assignment::NoTask => {}
@@ -151,7 +162,16 @@ impl Slot {
         }
     }
 
-    async fn process(&self, task: LeasedTask, lease_timeout: Duration) -> Result<(), ClientError> {
+    /// Runs one task and reports its result. A success of the `last` task
+    /// in hand also leases the next task in the same call, unless the worker
+    /// is draining, and returns that assignment.
+    async fn process(
+        &self,
+        task: LeasedTask,
+        lease_timeout: Duration,
+        last: bool,
+        done: &CancellationToken,
+    ) -> Result<Option<Assignment>, ClientError> {
         let lease = task.lease;
         info!(worker = %self.id, %lease, "processing");
         let heartbeat = CancellationToken::new();
@@ -166,8 +186,12 @@ impl Slot {
         }
         let result = (self.handler)(lease.task, task.data).await;
         heartbeat.cancel();
-        let outcome = match result {
-            Ok(data) => self.client.complete(lease, &self.id, data).await?,
+        let (outcome, next) = match result {
+            Ok(data) if last && !done.is_cancelled() => {
+                let (o, next) = self.client.complete_and_request(lease, &self.id, data, 1).await?;
+                (o, Some(next))
+            }
+            Ok(data) => (self.client.complete(lease, &self.id, data).await?, None),
             Err(message) => {
                 warn!(worker = %self.id, %lease, error = %message, "task failed");
                 let o = self.client.fail(lease, &self.id, message).await?;
@@ -175,7 +199,7 @@ impl Slot {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 self.count_fenced(o, lease);
-                return Ok(());
+                return Ok(None);
             }
         };
         if outcome == Outcome::Accepted {
@@ -183,7 +207,7 @@ impl Slot {
             info!(worker = %self.id, %lease, "completed");
         }
         self.count_fenced(outcome, lease);
-        Ok(())
+        Ok(next)
     }
 
     fn count_fenced(&self, outcome: Outcome, lease: taskraft_core::Lease) {

@@ -19,10 +19,11 @@ use serde_json::json;
 use crate::args::BenchArgs;
 use crate::Failure;
 use spawn::Spawned;
-use workloads::{Outcome, Target};
+use workloads::{DrainPlan, Outcome, Target};
 
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
-    let (n, workers, batch) = (args.n, args.workers, args.batch);
+    let n = args.n;
+    let plan = DrainPlan { workers: args.workers, batch: args.batch, combined: !args.two_calls };
     let mut rows: Vec<(String, Vec<Outcome>)> = Vec::new();
     for workload in &args.workloads {
         let runs = match workload.as_str() {
@@ -36,9 +37,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                 }
                 continue;
             }
-            "w2" => {
-                repeat(&args, |t| Box::pin(workloads::drain(t, n, workers, batch, None))).await?
-            }
+            "w2" => repeat(&args, |t| Box::pin(workloads::drain(t, n, plan, None))).await?,
             "w3" if !args.spawn => {
                 eprintln!("W3 needs --spawn (the bench must own the processes to SIGKILL the leader); skipped");
                 continue;
@@ -48,9 +47,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                 for run in 1..=args.runs {
                     let spawned = Spawned::start()?;
                     let target = Target { client: spawned.client(), spawned: Some(spawned) };
-                    let o =
-                        workloads::drain(target, n, workers, batch, Some(Duration::from_secs(2)))
-                            .await?;
+                    let o = workloads::drain(target, n, plan, Some(Duration::from_secs(2))).await?;
                     report(&args, "W3 failover", run, &o);
                     outcomes.push(o);
                 }
@@ -61,11 +58,13 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                 return Err(Failure::Usage(anyhow!("unknown workload {other:?}; use w1, w2, w3")))
             }
         };
-        let name = if args.batch > 1 {
-            format!("W2 drain, {} workers, batch {}", args.workers, args.batch)
-        } else {
-            format!("W2 drain, {} workers", args.workers)
-        };
+        let mut name = format!("W2 drain, {} workers", args.workers);
+        if args.batch > 1 {
+            name += &format!(", batch {}", args.batch);
+        }
+        if args.two_calls {
+            name += ", 2 calls";
+        }
         rows.push((name, runs));
     }
     print_table(&rows);

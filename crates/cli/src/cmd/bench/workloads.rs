@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use taskraft_client::{Client, ClientOptions};
 use taskraft_core::{NewTask, Outcome as LeaseOutcome, WorkerId};
-use taskraft_proto::client::Assignment;
+use taskraft_proto::client::{Assignment, LeasedTask};
 
 use super::spawn::Spawned;
 
@@ -125,50 +125,82 @@ struct Shared {
     last_accept: Mutex<Option<Instant>>,
 }
 
+/// A lease batch in hand: the tasks, their lease, and when they were asked for.
+type InHand = (Vec<LeasedTask>, Duration, Instant);
+
 /// One worker loop of W2/W3: request up to `batch`, complete them (all at
-/// once, as a prefetching client acks), until drained.
+/// once, as a prefetching client acks), until drained. With `combined`, the
+/// last complete of a batch also asks for the next one (`complete_and_request`),
+/// and `request` long-polls only when that found nothing idle.
 async fn drain_loop(
     client: Arc<Client>,
     name: String,
-    batch: u32,
+    plan: DrainPlan,
     shared: Arc<Shared>,
 ) -> (Histogram<u64>, Histogram<u64>) {
     let (mut req_hist, mut done_hist) = (histogram(), histogram());
     let worker = WorkerId(name);
+    let mut next: Option<InHand> = None;
     while shared.wanted.load(Ordering::Relaxed) > 0 {
-        let sent = Instant::now();
-        let (tasks, lease) = match client.request(&worker, batch, Duration::from_millis(500)).await
-        {
-            Ok(Assignment::Leased { tasks, lease_timeout_ms }) => {
-                (tasks, Duration::from_millis(lease_timeout_ms))
+        let (mut tasks, lease, sent) = match next.take() {
+            Some(in_hand) => in_hand,
+            None => {
+                let sent = Instant::now();
+                match client.request(&worker, plan.batch, Duration::from_millis(500)).await {
+                    Ok(Assignment::Leased { tasks, lease_timeout_ms }) => {
+                        req_hist.record(sent.elapsed().as_micros() as u64).ok();
+                        (tasks, Duration::from_millis(lease_timeout_ms), sent)
+                    }
+                    Ok(Assignment::Drained) => return (req_hist, done_hist),
+                    Ok(Assignment::NoTask) | Err(_) => continue,
+                }
             }
-            Ok(Assignment::Drained) => return (req_hist, done_hist),
-            Ok(Assignment::NoTask) | Err(_) => continue,
         };
-        req_hist.record(sent.elapsed().as_micros() as u64).ok();
+        let last = if plan.combined { tasks.pop() } else { None };
+        let give_up = sent + lease;
         let completes =
-            tasks.iter().map(|t| complete(&client, &worker, t.lease, sent, sent + lease, &shared));
-        for latency in futures::future::join_all(completes).await.into_iter().flatten() {
+            tasks.iter().map(|t| complete(&client, &worker, t.lease, None, sent, give_up, &shared));
+        let ask = last
+            .map(|t| complete(&client, &worker, t.lease, Some(plan.batch), sent, give_up, &shared));
+        let (done, asked) = futures::future::join(
+            futures::future::join_all(completes),
+            futures::future::OptionFuture::from(ask),
+        )
+        .await;
+        for (latency, _) in done.into_iter().flatten() {
             done_hist.record(latency).ok();
+        }
+        if let Some(Some((latency, in_hand))) = asked {
+            done_hist.record(latency).ok();
+            next = in_hand;
         }
     }
     (req_hist, done_hist)
 }
 
 /// Completes one lease, retrying every 100 ms while it lasts; returns the
-/// latency of the answered attempt.
+/// latency of the answered attempt. With `ask`, the same call leases up to
+/// that many next tasks, returned when it did.
 async fn complete(
     client: &Client,
     worker: &WorkerId,
     lease: taskraft_core::Lease,
+    ask: Option<u32>,
     requested: Instant,
     give_up: Instant,
     shared: &Shared,
-) -> Option<u64> {
+) -> Option<(u64, Option<InHand>)> {
     loop {
         let t0 = Instant::now();
-        match client.complete(lease, worker, b"ok".to_vec()).await {
-            Ok(outcome) => {
+        let answer = match ask {
+            None => client.complete(lease, worker, b"ok".to_vec()).await.map(|o| (o, None)),
+            Some(max) => client
+                .complete_and_request(lease, worker, b"ok".to_vec(), max)
+                .await
+                .map(|(o, a)| (o, Some(a))),
+        };
+        match answer {
+            Ok((outcome, assignment)) => {
                 let now = Instant::now();
                 if outcome == LeaseOutcome::Accepted {
                     let _ = shared
@@ -180,7 +212,13 @@ async fn complete(
                         shared.first_after_kill.lock().unwrap().get_or_insert(now);
                     }
                 }
-                return Some((now - t0).as_micros() as u64);
+                let in_hand = match assignment {
+                    Some(Assignment::Leased { tasks, lease_timeout_ms }) => {
+                        Some((tasks, Duration::from_millis(lease_timeout_ms), t0))
+                    }
+                    _ => None,
+                };
+                return Some(((now - t0).as_micros() as u64, in_hand));
             }
             Err(_) => {
                 shared.failed_completes.fetch_add(1, Ordering::Relaxed);
@@ -193,14 +231,25 @@ async fn complete(
     }
 }
 
+/// How W2/W3's worker loops run.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainPlan {
+    /// Worker loops, each with its own connection.
+    pub workers: usize,
+    /// Tasks leased per request.
+    pub batch: u32,
+    /// Complete and request in one call.
+    pub combined: bool,
+}
+
 /// W2 (and W3 with `kill_at`): `workers` loops drain `n` queued tasks.
 pub async fn drain(
     mut target: Target,
     n: usize,
-    workers: usize,
-    batch: u32,
+    plan: DrainPlan,
     kill_at: Option<Duration>,
 ) -> anyhow::Result<Outcome> {
+    let DrainPlan { workers, batch, combined } = plan;
     let client = target.client.clone();
     let before = client.status().await.context("status before the drain")?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
@@ -217,7 +266,7 @@ pub async fn drain(
             tokio::spawn(drain_loop(
                 own_client(&client),
                 format!("bench-w{i:02}"),
-                batch,
+                plan,
                 shared.clone(),
             ))
         })
@@ -265,12 +314,12 @@ pub async fn drain(
         );
     }
     Ok(Outcome {
-        name: format!("{name} workers={workers} batch={batch}"),
+        name: format!("{name} workers={workers} batch={batch} combined={combined}"),
         tasks_per_s: n as f64 / secs,
         p50_us: done_hist.value_at_quantile(0.5),
         p99_us: done_hist.value_at_quantile(0.99),
         details,
-        figures: json!({ "n": n, "workers": workers, "batch": batch, "seconds": secs, "tasks_per_s": n as f64 / secs,
+        figures: json!({ "n": n, "workers": workers, "batch": batch, "combined": combined, "seconds": secs, "tasks_per_s": n as f64 / secs,
             "complete_p50_us": done_hist.value_at_quantile(0.5), "complete_p99_us": done_hist.value_at_quantile(0.99),
             "request_p50_us": req_hist.value_at_quantile(0.5), "request_p99_us": req_hist.value_at_quantile(0.99),
             "completed": completed, "lost": lost, "delivered_twice": twice, "failed_completes": failed,
