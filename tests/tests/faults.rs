@@ -94,12 +94,23 @@ async fn repeated_leader_sigkill_during_a_drain_loses_nothing() {
     for round in 1..=3 {
         story.completed_at_least(round * 80).await;
         let leader = story.cluster.leader().await;
+        let campaigns = fast_campaigns(&story.cluster);
         story.cluster.kill(leader);
         story.new_leader(leader).await;
+        // The survivors saw the dead leader's port refuse connections and
+        // campaigned without waiting out its lease.
+        assert!(fast_campaigns(&story.cluster) > campaigns, "no survivor campaigned at once");
         story.cluster.start_node(leader);
     }
     story.finish().await;
 }
+
+/// How often any node logged that it campaigned because the leader's port refused connections.
+fn fast_campaigns(cluster: &ProcCluster) -> usize {
+    (1..=3).map(|id| cluster.log(&format!("node{id}")).matches(FAST_CAMPAIGN).count()).sum()
+}
+
+const FAST_CAMPAIGN: &str = "the leader's peer port refuses connections";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstopped_leader_is_replaced_and_its_stale_view_changes_nothing() {
@@ -116,6 +127,8 @@ async fn sigstopped_leader_is_replaced_and_its_stale_view_changes_nothing() {
         (r.role == "follower").then_some(())
     })
     .await;
+    // A paused leader's port still accepts: only the ordinary timeouts replaced it.
+    assert_eq!(fast_campaigns(&story.cluster), 0, "a paused leader was taken for dead");
     story.finish().await;
 }
 

@@ -5,6 +5,7 @@
 //! - [`network`]: openraft's network over the tarpc peer service;
 //! - [`peer`] and [`api`]: the two services a node answers;
 //! - [`leader`]: the lease scanner, run only while this node leads;
+//! - [`failover`]: a follower campaigns at once when the leader's process is gone;
 //! - [`node`]: wires it all together, and shuts it down in reverse order.
 
 #![warn(clippy::all)]
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod dispatch;
+pub mod failover;
 pub mod leader;
 pub mod network;
 pub mod node;

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::api::Api;
 use crate::dispatch::{Dispatcher, PushBoard};
+use crate::failover::LeaderWatch;
 use crate::network::PeerNetwork;
 use crate::peer::PeerServer;
 use crate::store::{self, StateMachine};
@@ -91,10 +92,11 @@ impl Node {
         let token = config.credentials(true).map_err(|e| NodeError::Config(e.to_string()))?;
         let (log, sm) = store::open(&me.data_dir, &config.cluster.name)?;
         let raft_config = Arc::new(raft_config(config, id)?);
+        let slice = (raft_config.election_timeout_min, raft_config.election_timeout_max);
         let raft = Raft::new(
             id,
             raft_config,
-            PeerNetwork::with_routes(id, options.peer_routes, token.clone()),
+            PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone()),
             log,
             sm.clone(),
         )
@@ -116,6 +118,14 @@ impl Node {
                 PeerServer::new(raft.clone()),
                 token.clone(),
                 config.node.iter().map(|n| n.id).collect(),
+                LeaderWatch::new(
+                    raft.clone(),
+                    id,
+                    options.peer_routes,
+                    token.clone(),
+                    slice,
+                    config.cluster.heartbeat_interval_ms,
+                ),
                 shutdown.clone(),
             ),
             server::serve_clients(client_listener, api, token.clone(), shutdown.clone()),

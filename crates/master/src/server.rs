@@ -19,14 +19,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
+use crate::failover::LeaderWatch;
 use crate::peer::PeerServer;
 
-/// Serves the peer service on `listener`.
+/// Serves the peer service on `listener`. When a connection ends (not at
+/// shutdown), `watch` checks whether the leader is gone.
 pub fn serve_peers(
     listener: TcpListener,
     server: PeerServer,
     token: Credentials,
     members: BTreeSet<u64>,
+    watch: LeaderWatch,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = transport::incoming::<
@@ -34,12 +37,17 @@ pub fn serve_peers(
         tarpc::Response<PeerServiceResponse>,
     >(listener, token, Some(members));
     transport::spawn_accept_loop(incoming, shutdown, move |t| {
-        BaseChannel::with_defaults(t)
+        let served = BaseChannel::with_defaults(t)
             .max_concurrent_requests(transport::MAX_IN_FLIGHT_PER_CONNECTION)
             .execute(server.clone().serve())
             .for_each(|request| async {
                 tokio::spawn(request);
-            })
+            });
+        let watch = watch.clone();
+        async move {
+            served.await;
+            watch.connection_closed();
+        }
     })
 }
 
