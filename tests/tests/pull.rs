@@ -174,45 +174,57 @@ async fn complete_and_request_records_then_leases_in_one_call_and_is_fenced_alik
     let cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     let client = cluster.client();
-    client.submit(vec![task("a"), task("b")]).await.unwrap();
+    client.submit(vec![task("a"), task("b"), task("c")]).await.unwrap();
     let (w, other) = (WorkerId("w01".into()), WorkerId("w02".into()));
-    let Assignment::Leased { tasks, .. } = client.request(&w, 1, Duration::ZERO).await.unwrap()
+    let Assignment::Leased { tasks, .. } = client.request(&w, 2, Duration::ZERO).await.unwrap()
     else {
-        panic!("expected a lease")
+        panic!("expected leases")
     };
-    let first = tasks[0].lease;
+    let (first, second) = (tasks[0].lease, tasks[1].lease);
 
     // Bad input is refused before anything is proposed.
     let before = cluster.digest(leader);
-    let refused = client.complete_and_request(first, &w, b"x".to_vec(), 0).await;
-    assert!(
-        matches!(&refused, Err(ClientError::Refused(WireError::Invalid(m))) if m.contains("asked for 0 tasks")),
-        "{refused:?}"
-    );
-    let refused = client.complete_and_request(first, &w, vec![0; 5000], 1).await;
-    assert!(matches!(refused, Err(ClientError::Refused(WireError::Invalid(_)))), "{refused:?}");
+    let invalid = |r: Result<_, ClientError>| match r {
+        Err(ClientError::Refused(WireError::Invalid(m))) => m,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    let m = invalid(client.complete_and_request(&w, vec![], 0).await);
+    assert!(m.contains("no results"), "{m}");
+    let m = invalid(client.complete_and_request(&w, vec![(first, b"x".to_vec())], 257).await);
+    assert!(m.contains("asked for 257 tasks"), "{m}");
+    let big = vec![(first, b"A".to_vec()), (second, vec![0; 5000])];
+    let m = invalid(client.complete_and_request(&w, big, 1).await);
+    assert!(m.contains("result #2") && m.contains("max_payload_bytes"), "{m}");
+    let many = vec![(first, b"x".to_vec()); 257];
+    let m = invalid(client.complete_and_request(&w, many, 1).await);
+    assert!(m.contains("257 results"), "{m}");
     assert_eq!(cluster.digest(leader), before, "a refused call changed the table");
 
-    // The result is recorded and the next idle task leased, in one call.
-    let (outcome, next) = client.complete_and_request(first, &w, b"A".to_vec(), 4).await.unwrap();
-    assert_eq!(outcome, Outcome::Accepted);
+    // Both results are recorded and the last idle task leased, in one call;
+    // a repeated result in the same call is answered Duplicate.
+    let results = vec![(first, b"A".to_vec()), (second, b"B".to_vec()), (first, b"A2".to_vec())];
+    let (outcomes, next) = client.complete_and_request(&w, results, 4).await.unwrap();
+    assert_eq!(outcomes, [Outcome::Accepted, Outcome::Accepted, Outcome::Duplicate]);
     let Assignment::Leased { tasks, .. } = next else {
         panic!("expected the next lease: {next:?}")
     };
     assert_eq!(tasks.len(), 1, "only one task was idle");
-    let second = tasks[0].lease;
-    assert_eq!(second.task, TaskId(2));
+    let third = tasks[0].lease;
+    assert_eq!(third.task, TaskId(3));
 
-    // A repeated or foreign result is fenced as with `complete`; nothing is idle.
-    let (outcome, next) =
-        client.complete_and_request(first, &w, b"again".to_vec(), 1).await.unwrap();
-    assert_eq!((outcome, next), (Outcome::Duplicate, Assignment::NoTask));
-    let (outcome, _) = client.complete_and_request(second, &other, b"x".to_vec(), 1).await.unwrap();
-    assert_eq!(outcome, Outcome::Stale);
+    // Fenced as with `complete`; nothing is idle any more, so no lease.
+    let (outcomes, next) =
+        client.complete_and_request(&other, vec![(third, b"x".to_vec())], 1).await.unwrap();
+    assert_eq!((outcomes, next), (vec![Outcome::Stale], Assignment::NoTask));
     let t1 = client.task(TaskId(1)).await.unwrap();
     assert_eq!((t1.status, t1.result.as_deref()), (Status::Completed, Some(&b"A"[..])));
-    let t2 = client.task(TaskId(2)).await.unwrap();
-    assert_eq!((t2.status, t2.worker.as_ref()), (Status::InProgress, Some(&w)));
+    let t3 = client.task(TaskId(3)).await.unwrap();
+    assert_eq!((t3.status, t3.worker.as_ref()), (Status::InProgress, Some(&w)));
+
+    // With max 0 it only records.
+    let (outcomes, next) =
+        client.complete_and_request(&w, vec![(third, b"C".to_vec())], 0).await.unwrap();
+    assert_eq!((outcomes, next), (vec![Outcome::Accepted], Assignment::NoTask));
     cluster.converged().await;
     cluster.shutdown().await;
 }

@@ -273,18 +273,17 @@ impl Client {
         .await
     }
 
-    /// Records a lease's result and leases up to `max` idle tasks in the same
-    /// commit; `NoTask` when nothing was idle (it does not wait).
+    /// Records the results of several leases and leases up to `max` idle
+    /// tasks, all in one commit; `NoTask` when nothing was idle (it does not wait).
     pub async fn complete_and_request(
         &self,
-        lease: Lease,
         worker: &WorkerId,
-        result: Vec<u8>,
+        results: Vec<(Lease, Vec<u8>)>,
         max: u32,
-    ) -> Result<(Outcome, Assignment)> {
+    ) -> Result<(Vec<Outcome>, Assignment)> {
         self.call(Duration::ZERO, true, |c, ctx| {
-            let (worker, result) = (worker.clone(), result.clone());
-            async move { c.complete_and_request(ctx, lease, worker, result, max).await }
+            let (worker, results) = (worker.clone(), results.clone());
+            async move { c.complete_and_request(ctx, worker, results, max).await }
         })
         .await
     }

@@ -336,34 +336,64 @@ impl ClientService for Api {
     async fn complete_and_request(
         self,
         _: Context,
-        lease: Lease,
         worker: WorkerId,
-        result: Vec<u8>,
+        results: Vec<(Lease, Vec<u8>)>,
         max: u32,
-    ) -> Result<(Outcome, Assignment), WireError> {
+    ) -> Result<(Vec<Outcome>, Assignment), WireError> {
         Self::check_worker(&worker)?;
-        self.check_size("the result", result.len())?;
-        Self::check_request(max, 0)?;
+        if results.len() > MAX_TASKS_PER_REQUEST as usize {
+            return Err(WireError::Invalid(format!(
+                "{} results in one call; at most {MAX_TASKS_PER_REQUEST} are allowed",
+                results.len()
+            )));
+        }
+        if results.is_empty() && max == 0 {
+            return Err(WireError::Invalid("no results to record and no tasks asked for".into()));
+        }
+        if max > 0 {
+            Self::check_request(max, 0)?;
+        }
+        for (i, (_, result)) in results.iter().enumerate() {
+            self.check_size(&format!("result #{}", i + 1), result.len())?;
+        }
         let now = now_ms();
-        let complete = Command::Complete { lease, worker: worker.clone(), result, now_ms: now };
-        if self.idle() == 0 {
-            let outcome = self.lease_command("completion", lease, &worker, complete).await?;
-            return Ok((outcome, Assignment::NoTask));
+        let leases: Vec<Lease> = results.iter().map(|(lease, _)| *lease).collect();
+        let mut cmds: Vec<Command> = results
+            .into_iter()
+            .map(|(lease, result)| Command::Complete {
+                lease,
+                worker: worker.clone(),
+                result,
+                now_ms: now,
+            })
+            .collect();
+        // One entry: the results are recorded and the next tasks leased in
+        // the same commit, in this order.
+        let ask = max > 0 && self.idle() > 0;
+        if ask {
+            cmds.push(Command::Assign { worker: worker.clone(), max, now_ms: now });
         }
-        // One entry: the result is recorded and the next tasks leased in the
-        // same commit, in this order.
-        let assign = Command::Assign { worker: worker.clone(), max, now_ms: now };
-        let response = self.propose(Command::Batch(vec![complete, assign])).await?;
-        let Response::Batch(responses) = response else { return Err(unexpected(response)) };
-        let mut responses = responses.into_iter();
-        match (responses.next(), responses.next()) {
-            (Some(Response::Outcome(outcome)), Some(Response::Assigned(tasks))) => {
-                self.log_fenced("completion", lease, &worker, outcome);
-                let next = if tasks.is_empty() { Assignment::NoTask } else { self.leased(tasks) };
-                Ok((outcome, next))
+        let response = self.propose(Command::Batch(cmds)).await?;
+        let Response::Batch(mut responses) = response else { return Err(unexpected(response)) };
+        let next = match (ask, responses.pop()) {
+            (true, Some(Response::Assigned(tasks))) if !tasks.is_empty() => self.leased(tasks),
+            (true, Some(Response::Assigned(_))) => Assignment::NoTask,
+            (false, last) => {
+                responses.extend(last);
+                Assignment::NoTask
             }
-            other => Err(unexpected(Response::Batch(other.0.into_iter().chain(other.1).collect()))),
+            (true, other) => return Err(unexpected(other.unwrap_or(Response::Empty))),
+        };
+        if responses.len() != leases.len() {
+            return Err(unexpected(Response::Batch(responses)));
         }
+        let mut outcomes = Vec::with_capacity(leases.len());
+        for (lease, response) in leases.into_iter().zip(responses) {
+            let Response::Outcome(outcome) = response else { return Err(unexpected(response)) };
+            self.log_fenced("completion", lease, &worker, outcome);
+            outcomes.push(outcome);
+        }
+        Ok((outcomes, next))
     }
 
     async fn fail(

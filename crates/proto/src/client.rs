@@ -125,16 +125,16 @@ pub trait ClientService {
         worker: WorkerId,
         result: Vec<u8>,
     ) -> Result<Outcome, WireError>;
-    /// Records a lease's result and, in the same Raft entry, leases up to
-    /// `max` idle tasks to `worker`: one round trip and one commit per task
-    /// for a busy worker. Never waits: when nothing is idle the assignment is
-    /// `NoTask` (long-poll with `request` then).
+    /// Records the results of up to 256 of `worker`'s leases and, in the
+    /// same Raft entry, leases up to `max` idle tasks to it: one round trip
+    /// and one commit for a busy worker, however many tasks it held. Each
+    /// result gets its own outcome, as with `complete`. Never waits: when
+    /// nothing is idle (or `max` is 0) the assignment is `NoTask`.
     async fn complete_and_request(
-        lease: Lease,
         worker: WorkerId,
-        result: Vec<u8>,
+        results: Vec<(Lease, Vec<u8>)>,
         max: u32,
-    ) -> Result<(Outcome, Assignment), WireError>;
+    ) -> Result<(Vec<Outcome>, Assignment), WireError>;
     /// Reports a lease's failure.
     async fn fail(lease: Lease, worker: WorkerId, error: String) -> Result<Outcome, WireError>;
     /// Restarts a lease's clock.

@@ -188,8 +188,10 @@ impl Slot {
         heartbeat.cancel();
         let (outcome, next) = match result {
             Ok(data) if last && !done.is_cancelled() => {
-                let (o, next) = self.client.complete_and_request(lease, &self.id, data, 1).await?;
-                (o, Some(next))
+                let (outcomes, next) =
+                    self.client.complete_and_request(&self.id, vec![(lease, data)], 1).await?;
+                let outcome = outcomes.first().copied().unwrap_or(Outcome::NotFound);
+                (outcome, Some(next))
             }
             Ok(data) => (self.client.complete(lease, &self.id, data).await?, None),
             Err(message) => {

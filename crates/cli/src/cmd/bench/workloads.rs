@@ -8,7 +8,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use taskraft_client::{Client, ClientOptions};
-use taskraft_core::{NewTask, Outcome as LeaseOutcome, WorkerId};
+use taskraft_core::{Lease, NewTask, Outcome as LeaseOutcome, WorkerId};
 use taskraft_proto::client::{Assignment, LeasedTask};
 
 use super::spawn::Spawned;
@@ -129,9 +129,9 @@ struct Shared {
 type InHand = (Vec<LeasedTask>, Duration, Instant);
 
 /// One worker loop of W2/W3: request up to `batch`, complete them (all at
-/// once, as a prefetching client acks), until drained. With `combined`, the
-/// last complete of a batch also asks for the next one (`complete_and_request`),
-/// and `request` long-polls only when that found nothing idle.
+/// once, as a prefetching client acks), until drained. With `combined`, one
+/// `complete_and_request` call records the whole batch and asks for the
+/// next one, and `request` long-polls only when that found nothing idle.
 async fn drain_loop(
     client: Arc<Client>,
     name: String,
@@ -142,7 +142,7 @@ async fn drain_loop(
     let worker = WorkerId(name);
     let mut next: Option<InHand> = None;
     while shared.wanted.load(Ordering::Relaxed) > 0 {
-        let (mut tasks, lease, sent) = match next.take() {
+        let (tasks, lease, sent) = match next.take() {
             Some(in_hand) => in_hand,
             None => {
                 let sent = Instant::now();
@@ -156,64 +156,92 @@ async fn drain_loop(
                 }
             }
         };
-        let last = if plan.combined { tasks.pop() } else { None };
         let give_up = sent + lease;
-        let completes =
-            tasks.iter().map(|t| complete(&client, &worker, t.lease, None, sent, give_up, &shared));
-        let ask = last
-            .map(|t| complete(&client, &worker, t.lease, Some(plan.batch), sent, give_up, &shared));
-        let (done, asked) = futures::future::join(
-            futures::future::join_all(completes),
-            futures::future::OptionFuture::from(ask),
-        )
-        .await;
-        for (latency, _) in done.into_iter().flatten() {
-            done_hist.record(latency).ok();
+        if plan.combined {
+            let leases: Vec<Lease> = tasks.iter().map(|t| t.lease).collect();
+            if let Some((latency, in_hand)) =
+                complete_all(&client, &worker, &leases, plan.batch, sent, give_up, &shared).await
+            {
+                done_hist.record(latency).ok();
+                next = in_hand;
+            }
+            continue;
         }
-        if let Some(Some((latency, in_hand))) = asked {
+        let completes =
+            tasks.iter().map(|t| complete(&client, &worker, t.lease, sent, give_up, &shared));
+        for latency in futures::future::join_all(completes).await.into_iter().flatten() {
             done_hist.record(latency).ok();
-            next = in_hand;
         }
     }
     (req_hist, done_hist)
 }
 
+/// Counts an accepted completion (and the first one after the kill in W3).
+fn accepted(shared: &Shared, requested: Instant, at: Instant) {
+    let _ = shared.wanted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+    *shared.last_accept.lock().unwrap() = Some(at);
+    let killed = *shared.killed_at.lock().unwrap();
+    if killed.is_some_and(|k| requested > k) {
+        shared.first_after_kill.lock().unwrap().get_or_insert(at);
+    }
+}
+
 /// Completes one lease, retrying every 100 ms while it lasts; returns the
-/// latency of the answered attempt. With `ask`, the same call leases up to
-/// that many next tasks, returned when it did.
+/// latency of the answered attempt.
 async fn complete(
     client: &Client,
     worker: &WorkerId,
-    lease: taskraft_core::Lease,
-    ask: Option<u32>,
+    lease: Lease,
+    requested: Instant,
+    give_up: Instant,
+    shared: &Shared,
+) -> Option<u64> {
+    loop {
+        let t0 = Instant::now();
+        match client.complete(lease, worker, b"ok".to_vec()).await {
+            Ok(outcome) => {
+                let now = Instant::now();
+                if outcome == LeaseOutcome::Accepted {
+                    accepted(shared, requested, now);
+                }
+                return Some((now - t0).as_micros() as u64);
+            }
+            Err(_) => {
+                shared.failed_completes.fetch_add(1, Ordering::Relaxed);
+                if Instant::now() > give_up {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Completes all `leases` and asks for up to `max` next tasks in one call
+/// (`complete_and_request`), retrying every 100 ms while the leases last;
+/// returns the latency of the answered attempt and the next tasks, if any.
+async fn complete_all(
+    client: &Client,
+    worker: &WorkerId,
+    leases: &[Lease],
+    max: u32,
     requested: Instant,
     give_up: Instant,
     shared: &Shared,
 ) -> Option<(u64, Option<InHand>)> {
+    let results: Vec<(Lease, Vec<u8>)> = leases.iter().map(|l| (*l, b"ok".to_vec())).collect();
     loop {
         let t0 = Instant::now();
-        let answer = match ask {
-            None => client.complete(lease, worker, b"ok".to_vec()).await.map(|o| (o, None)),
-            Some(max) => client
-                .complete_and_request(lease, worker, b"ok".to_vec(), max)
-                .await
-                .map(|(o, a)| (o, Some(a))),
-        };
-        match answer {
-            Ok((outcome, assignment)) => {
+        match client.complete_and_request(worker, results.clone(), max).await {
+            Ok((outcomes, assignment)) => {
                 let now = Instant::now();
-                if outcome == LeaseOutcome::Accepted {
-                    let _ = shared
-                        .wanted
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
-                    *shared.last_accept.lock().unwrap() = Some(now);
-                    let killed = *shared.killed_at.lock().unwrap();
-                    if killed.is_some_and(|k| requested > k) {
-                        shared.first_after_kill.lock().unwrap().get_or_insert(now);
+                for outcome in outcomes {
+                    if outcome == LeaseOutcome::Accepted {
+                        accepted(shared, requested, now);
                     }
                 }
                 let in_hand = match assignment {
-                    Some(Assignment::Leased { tasks, lease_timeout_ms }) => {
+                    Assignment::Leased { tasks, lease_timeout_ms } => {
                         Some((tasks, Duration::from_millis(lease_timeout_ms), t0))
                     }
                     _ => None,
