@@ -171,6 +171,11 @@ impl Node {
     }
 }
 
+/// Log entries between two snapshots of the first node; each further node
+/// (in id order) waits [`SNAPSHOT_STAGGER`] entries more.
+const SNAPSHOT_EVERY: u64 = 5000;
+const SNAPSHOT_STAGGER: u64 = 1000;
+
 /// openraft's config from `cluster.toml`. Each node gets its own slice of the
 /// election timeout range: openraft 0.9 draws a node's timeout once, and two
 /// survivors with equal draws could split the vote forever.
@@ -189,7 +194,10 @@ fn raft_config(config: &ClusterConfig, id: NodeId) -> Result<Config, NodeError> 
         election_timeout_min: lo,
         election_timeout_max: hi,
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+        // Staggered per node, so that the nodes do not all encode and fsync
+        // a snapshot of a large table at the same moment (CPU and disk are
+        // shared on one host; heartbeats must keep flowing meanwhile).
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY + slot * SNAPSHOT_STAGGER),
         max_in_snapshot_log_to_keep: 1000,
         ..Config::default()
     };

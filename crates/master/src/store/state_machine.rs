@@ -53,6 +53,8 @@ pub struct Applied {
 /// length-prefixed, then the rows. Written to a temp file, fsynced, then
 /// renamed, so a crash leaves either the old snapshot or the new one.
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Bytes of the snapshot file written between two fsyncs.
+const SNAPSHOT_SYNC_CHUNK: usize = 8 << 20;
 
 fn write_snapshot_file(
     path: &Path,
@@ -64,7 +66,12 @@ fn write_snapshot_file(
     let meta = encode(meta);
     file.write_all(&(meta.len() as u64).to_le_bytes())?;
     file.write_all(&meta)?;
-    file.write_all(data)?;
+    // Flushed chunk by chunk: one fsync of a file of hundreds of MB would
+    // hold up the log's own small fsyncs (and so the heartbeats) behind it.
+    for chunk in data.chunks(SNAPSHOT_SYNC_CHUNK) {
+        file.write_all(chunk)?;
+        file.sync_data()?;
+    }
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
