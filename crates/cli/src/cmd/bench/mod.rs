@@ -141,6 +141,25 @@ fn print_table(rows: &[(String, Vec<Outcome>)]) {
             us(m.p99_us),
             m.details
         );
+        // The failover figures vary far more than throughput: give each
+        // one's own median over the runs, with every run's value.
+        for figure in ["unavailable_ms", "new_leader_ms", "rejoin_ms"] {
+            let mut values: Vec<u64> =
+                outcomes.iter().filter_map(|o| o.figures["failover"][figure].as_u64()).collect();
+            if values.is_empty() {
+                continue;
+            }
+            values.sort_unstable();
+            let all: Vec<String> = values.iter().map(u64::to_string).collect();
+            println!(
+                "{:<34} {:>12}  median {} ms of {} runs ({})",
+                "",
+                figure.trim_end_matches("_ms"),
+                values[values.len() / 2],
+                values.len(),
+                all.join(", ")
+            );
+        }
     }
     println!("acknowledged = committed and fsynced (sled flush) on a majority of the 3 masters");
 }
