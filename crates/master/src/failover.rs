@@ -19,13 +19,16 @@
 //! round wins when this node's log is as long as the other survivor's.
 //! Nodes have disjoint slices, so the survivors' second rounds do not
 //! collide. After that, openraft's own timers take over (they also cover a
-//! survivor whose log was shorter). A follower stops as soon as a leader is
+//! survivor whose log was shorter, helped by the other survivor: when it
+//! refuses its vote to a candidate whose log is shorter than its own, it
+//! campaigns at once above that candidate's term, see
+//! [`LeaderWatch::refused_shorter_log`]). A follower stops as soon as a leader is
 //! known, or as soon as it has voted for another candidate in a newer term,
 //! so that it never disrupts the election it just helped to win.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use rand::Rng;
@@ -43,6 +46,11 @@ use crate::Raft;
 const MAX_ROUNDS: u32 = 2;
 /// Probes of the leader's port after a connection from it closed.
 const PROBES: u32 = 4;
+/// How long after detecting the leader's death this node outbids a
+/// candidate with a shorter log.
+const OUTBID_WINDOW: Duration = Duration::from_secs(2);
+/// Most elections one outbid triggers.
+const MAX_OUTBID: u64 = 4;
 /// The pause between two probes.
 const PROBE_PAUSE: Duration = Duration::from_millis(5);
 
@@ -59,6 +67,8 @@ struct Inner {
     pause_ms: (u64, u64),
     /// How long the probe of the leader's port may take.
     probe_timeout: Duration,
+    /// The leader whose death this node detected, and when.
+    detected: Mutex<Option<(NodeId, Instant)>>,
 }
 
 impl LeaderWatch {
@@ -80,6 +90,7 @@ impl LeaderWatch {
             token,
             pause_ms: ((lo / 4).max(1), (hi / 4).max(2)),
             probe_timeout: Duration::from_millis(heartbeat_ms.max(20)),
+            detected: Mutex::new(None),
         }))
     }
 
@@ -101,6 +112,7 @@ impl LeaderWatch {
         if !self.refuses(&addr).await {
             return;
         }
+        *me.detected.lock().expect("detected lock") = Some((leader, Instant::now()));
         let dead_term = m.vote.leader_id().term;
         info!(leader, %addr, "the leader's peer port refuses connections; calling an election now");
         for _ in 0..MAX_ROUNDS {
@@ -114,6 +126,40 @@ impl LeaderWatch {
             let _ = me.raft.trigger().elect().await;
             let pause = rand::thread_rng().gen_range(me.pause_ms.0..=me.pause_ms.1);
             tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
+    /// This node refused its vote to a candidate of `candidate_term`
+    /// because the candidate's log is shorter. Such a candidate can never
+    /// win, and while it keeps the highest term it also blocks this node,
+    /// which could. So if this node saw the leader die moments ago, it
+    /// campaigns at once, as many times as it takes to get above that term.
+    pub fn refused_shorter_log(&self, candidate_term: u64) {
+        let detected = *self.0.detected.lock().expect("detected lock");
+        let Some((dead, at)) = detected else { return };
+        if at.elapsed() > OUTBID_WINDOW {
+            return;
+        }
+        let watch = self.clone();
+        tokio::spawn(async move { watch.outbid(candidate_term, dead).await });
+    }
+
+    async fn outbid(self, candidate_term: u64, dead: NodeId) {
+        let me = &self.0;
+        let m = me.raft.metrics().borrow().clone();
+        let term = m.vote.leader_id().term;
+        if m.state == ServerState::Leader
+            || m.current_leader.is_some_and(|l| l != dead)
+            || term > candidate_term
+        {
+            return;
+        }
+        info!(
+            candidate_term,
+            "a candidate with a shorter log asked for my vote; campaigning above its term"
+        );
+        for _ in 0..(candidate_term - term + 1).min(MAX_OUTBID) {
+            let _ = me.raft.trigger().elect().await;
         }
     }
 

@@ -112,20 +112,21 @@ impl Node {
             board.clone(),
             token.clone(),
         );
+        let watch = LeaderWatch::new(
+            raft.clone(),
+            id,
+            options.peer_routes,
+            token.clone(),
+            slice,
+            config.cluster.heartbeat_interval_ms,
+        );
         let mut tasks = vec![
             server::serve_peers(
                 peer_listener,
-                PeerServer::new(raft.clone()),
+                PeerServer::new(raft.clone(), watch.clone()),
                 token.clone(),
                 config.node.iter().map(|n| n.id).collect(),
-                LeaderWatch::new(
-                    raft.clone(),
-                    id,
-                    options.peer_routes,
-                    token.clone(),
-                    slice,
-                    config.cluster.heartbeat_interval_ms,
-                ),
+                watch,
                 shutdown.clone(),
             ),
             server::serve_clients(client_listener, api, token.clone(), shutdown.clone()),

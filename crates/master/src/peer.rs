@@ -10,18 +10,20 @@ use taskraft_proto::peer::PeerService;
 use taskraft_proto::raft::RaftError;
 use taskraft_proto::{NodeId, TypeConfig};
 
+use crate::failover::LeaderWatch;
 use crate::Raft;
 
 /// The peer service of one node.
 #[derive(Clone)]
 pub struct PeerServer {
     raft: Raft,
+    watch: LeaderWatch,
 }
 
 impl PeerServer {
-    /// Serves peers with `raft`.
-    pub fn new(raft: Raft) -> PeerServer {
-        PeerServer { raft }
+    /// Serves peers with `raft`; tells `watch` of votes refused for a shorter log.
+    pub fn new(raft: Raft, watch: LeaderWatch) -> PeerServer {
+        PeerServer { raft, watch }
     }
 }
 
@@ -39,7 +41,12 @@ impl PeerService for PeerServer {
         _: Context,
         req: VoteRequest<NodeId>,
     ) -> Result<VoteResponse<NodeId>, RaftError> {
-        self.raft.vote(req).await
+        let candidate = (req.vote.leader_id().term, req.last_log_id);
+        let resp = self.raft.vote(req).await?;
+        if !resp.vote_granted && resp.last_log_id > candidate.1 {
+            self.watch.refused_shorter_log(candidate.0);
+        }
+        Ok(resp)
     }
 
     async fn install_snapshot(
