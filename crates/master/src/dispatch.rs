@@ -72,6 +72,11 @@ struct Slot {
 pub struct PushBoard(Arc<Mutex<BTreeMap<WorkerId, Slot>>>);
 
 impl PushBoard {
+    /// Whether no push worker is known.
+    fn is_empty(&self) -> bool {
+        self.0.lock().expect("board lock").is_empty()
+    }
+
     /// Every known push worker, for `status`.
     pub fn status(&self) -> Vec<PushWorkerStatus> {
         let board = self.0.lock().expect("board lock");
@@ -163,8 +168,10 @@ pub struct Dispatcher {
     pub raft: Raft,
     /// The applied table.
     pub applied: Arc<RwLock<Applied>>,
-    /// Wakes the dispatcher after every apply.
+    /// Wakes the dispatcher after every apply (while it has workers).
     pub applied_index: watch::Receiver<u64>,
+    /// Wakes the dispatcher when the registry changed (while it has none).
+    pub registry: watch::Receiver<u64>,
     /// Lease timeout and payload limit.
     pub settings: ClusterSettings,
     /// Workers listed in `cluster.toml`.
@@ -185,9 +192,14 @@ impl Dispatcher {
                 tokio::spawn(self.clone().probe(id, addr, done_tx.clone()));
             }
             self.dispatch(&token, &done_tx).await;
+            // Without push workers there is nothing to dispatch on an apply:
+            // only a registration can change that, so wait for one instead
+            // of waking on every write.
+            let idle = self.board.is_empty();
             tokio::select! {
                 _ = token.cancelled() => break,
-                _ = self.applied_index.changed() => {}
+                _ = self.applied_index.changed(), if !idle => {}
+                _ = self.registry.changed(), if idle => {}
                 _ = done_rx.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }

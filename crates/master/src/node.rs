@@ -136,6 +136,7 @@ impl Node {
             raft: raft.clone(),
             applied: sm.applied(),
             applied_index: sm.subscribe(),
+            registry: sm.subscribe_registry(),
             settings: config.cluster.clone(),
             configured: config.push_worker.clone(),
             board,

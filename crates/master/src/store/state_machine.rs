@@ -114,6 +114,8 @@ pub struct StateMachine {
     snapshot_path: PathBuf,
     applied: Arc<RwLock<Applied>>,
     applied_index: Arc<watch::Sender<u64>>,
+    /// Bumped when an apply changed the push-worker registry.
+    registry: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachine {
@@ -149,6 +151,7 @@ impl StateMachine {
             snapshot_path,
             applied: Arc::new(RwLock::new(applied)),
             applied_index: Arc::new(watch::channel(index).0),
+            registry: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -160,6 +163,12 @@ impl StateMachine {
     /// A watch of the last applied index; changes after every apply.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied_index.subscribe()
+    }
+
+    /// A watch that changes after every apply that changed the push-worker
+    /// registry (a registration, renewal or removal; a snapshot installed).
+    pub fn subscribe_registry(&self) -> watch::Receiver<u64> {
+        self.registry.subscribe()
     }
 }
 
@@ -181,10 +190,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut batch = sled::Batch::default();
         let mut responses = Vec::new();
+        let mut registry_changed = false;
         let index = {
             let mut a = self.applied.write().expect("applied lock");
             let mut touched = BTreeSet::new();
-            let mut registry_changed = false;
             for entry in entries {
                 a.last_applied = Some(entry.log_id);
                 responses.push(match entry.payload {
@@ -216,6 +225,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // flush or snapshot (both flush the whole Db) persists it.
         self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.applied_index.send_replace(index);
+        if registry_changed {
+            self.registry.send_modify(|v| *v += 1);
+        }
         Ok(responses)
     }
 
@@ -287,6 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership,
         };
+        self.registry.send_modify(|v| *v += 1);
         self.applied_index.send_replace(index);
         Ok(())
     }
