@@ -12,7 +12,7 @@ use taskraft_proto::{ClusterConfig, NodeId};
 use tempfile::TempDir;
 
 /// The timing the bench runs with (BENCH.md: lease 3000 ms).
-const TIMING: &str = "lease_timeout_ms = 3000\nscan_interval_ms = 500\nheartbeat_interval_ms = 30\nelection_timeout_ms = [90, 180]";
+const TIMING: &str = "lease_timeout_ms = 3000\nscan_interval_ms = 500\nheartbeat_interval_ms = 50\nelection_timeout_ms = [150, 300]";
 
 /// Three masters started by the bench, killed when dropped.
 pub struct Spawned {
