@@ -46,13 +46,13 @@ use crate::Raft;
 const MAX_ROUNDS: u32 = 2;
 /// Probes of the leader's port after a connection from it closed.
 const PROBES: u32 = 4;
+/// The pause between two probes.
+const PROBE_PAUSE: Duration = Duration::from_millis(5);
 /// How long after detecting the leader's death this node outbids a
-/// candidate with a shorter log.
+/// candidate with a shorter log (and ignores further evidence of that death).
 const OUTBID_WINDOW: Duration = Duration::from_secs(2);
 /// Most elections one outbid triggers.
 const MAX_OUTBID: u64 = 4;
-/// The pause between two probes.
-const PROBE_PAUSE: Duration = Duration::from_millis(5);
 
 /// Watches for the leader's death on behalf of one follower. Cheap to clone.
 #[derive(Clone)]
@@ -112,7 +112,15 @@ impl LeaderWatch {
         if !self.refuses(&addr).await {
             return;
         }
-        *me.detected.lock().expect("detected lock") = Some((leader, Instant::now()));
+        {
+            // Several connections from the dead leader may close at once:
+            // one of their checks acts.
+            let mut detected = me.detected.lock().expect("detected lock");
+            if detected.is_some_and(|(l, at)| l == leader && at.elapsed() < OUTBID_WINDOW) {
+                return;
+            }
+            *detected = Some((leader, Instant::now()));
+        }
         let dead_term = m.vote.leader_id().term;
         info!(leader, %addr, "the leader's peer port refuses connections; calling an election now");
         for _ in 0..MAX_ROUNDS {
