@@ -186,26 +186,22 @@ fn accepted(shared: &Shared, requested: Instant, at: Instant) {
     }
 }
 
-/// Completes one lease, retrying every 100 ms while it lasts; returns the
-/// latency of the answered attempt.
-async fn complete(
-    client: &Client,
-    worker: &WorkerId,
-    lease: Lease,
-    requested: Instant,
+/// Runs `call` until it is answered, retrying every 100 ms (each failure
+/// counted) until `give_up`; returns when the answered attempt was sent,
+/// when its answer came, and the answer.
+async fn until_answered<T, F, Fut>(
     give_up: Instant,
     shared: &Shared,
-) -> Option<u64> {
+    call: F,
+) -> Option<(Instant, Instant, T)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = taskraft_client::Result<T>>,
+{
     loop {
-        let t0 = Instant::now();
-        match client.complete(lease, worker, b"ok".to_vec()).await {
-            Ok(outcome) => {
-                let now = Instant::now();
-                if outcome == LeaseOutcome::Accepted {
-                    accepted(shared, requested, now);
-                }
-                return Some((now - t0).as_micros() as u64);
-            }
+        let sent = Instant::now();
+        match call().await {
+            Ok(answer) => return Some((sent, Instant::now(), answer)),
             Err(_) => {
                 shared.failed_completes.fetch_add(1, Ordering::Relaxed);
                 if Instant::now() > give_up {
@@ -217,9 +213,27 @@ async fn complete(
     }
 }
 
+/// Completes one lease, retrying while it lasts; returns the latency of the
+/// answered attempt.
+async fn complete(
+    client: &Client,
+    worker: &WorkerId,
+    lease: Lease,
+    requested: Instant,
+    give_up: Instant,
+    shared: &Shared,
+) -> Option<u64> {
+    let (sent, at, outcome) =
+        until_answered(give_up, shared, || client.complete(lease, worker, b"ok".to_vec())).await?;
+    if outcome == LeaseOutcome::Accepted {
+        accepted(shared, requested, at);
+    }
+    Some((at - sent).as_micros() as u64)
+}
+
 /// Completes all `leases` and asks for up to `max` next tasks in one call
-/// (`complete_and_request`), retrying every 100 ms while the leases last;
-/// returns the latency of the answered attempt and the next tasks, if any.
+/// (`complete_and_request`), retrying while the leases last; returns the
+/// latency of the answered attempt and the next tasks, if any.
 async fn complete_all(
     client: &Client,
     worker: &WorkerId,
@@ -230,33 +244,22 @@ async fn complete_all(
     shared: &Shared,
 ) -> Option<(u64, Option<InHand>)> {
     let results: Vec<(Lease, Vec<u8>)> = leases.iter().map(|l| (*l, b"ok".to_vec())).collect();
-    loop {
-        let t0 = Instant::now();
-        match client.complete_and_request(worker, results.clone(), max).await {
-            Ok((outcomes, assignment)) => {
-                let now = Instant::now();
-                for outcome in outcomes {
-                    if outcome == LeaseOutcome::Accepted {
-                        accepted(shared, requested, now);
-                    }
-                }
-                let in_hand = match assignment {
-                    Assignment::Leased { tasks, lease_timeout_ms } => {
-                        Some((tasks, Duration::from_millis(lease_timeout_ms), t0))
-                    }
-                    _ => None,
-                };
-                return Some(((now - t0).as_micros() as u64, in_hand));
-            }
-            Err(_) => {
-                shared.failed_completes.fetch_add(1, Ordering::Relaxed);
-                if Instant::now() > give_up {
-                    return None;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+    let (sent, at, (outcomes, assignment)) = until_answered(give_up, shared, || {
+        client.complete_and_request(worker, results.clone(), max)
+    })
+    .await?;
+    for outcome in outcomes {
+        if outcome == LeaseOutcome::Accepted {
+            accepted(shared, requested, at);
         }
     }
+    let in_hand = match assignment {
+        Assignment::Leased { tasks, lease_timeout_ms } => {
+            Some((tasks, Duration::from_millis(lease_timeout_ms), sent))
+        }
+        _ => None,
+    };
+    Some(((at - sent).as_micros() as u64, in_hand))
 }
 
 /// How W2/W3's worker loops run.
