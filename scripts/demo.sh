@@ -35,6 +35,15 @@ say "starting the cluster of cluster.toml (run folder $TASKRAFT_RUN)"
 rm -rf "$TASKRAFT_RUN"
 "$root/scripts/start-cluster.sh" "$config"
 tr() { "$bin" "$@" --config "$config"; }
+# Every task, one JSON page per line, following each page's next_after.
+all_tasks() {
+  local after=0 page
+  while [ -n "$after" ]; do
+    page=$(tr tasks --json --limit 1000 --after "$after")
+    echo "$page"
+    after=$(python3 -c 'import json, sys; n = json.load(sys.stdin)["next_after"]; print("" if n is None else n)' <<<"$page")
+  done
+}
 
 say "submitting $tasks tasks"
 seq 1 "$tasks" | sed 's/^/task data /' | tr submit --stdin >/dev/null
@@ -85,9 +94,9 @@ echo "node $leader caught up in $(( $(now_ms) - restart_ms )) ms"
 tr status
 
 say "summary"
-tr tasks --json | python3 -c '
+all_tasks | python3 -c '
 import json, re, sys, glob
-tasks = json.load(sys.stdin)
+tasks = [t for line in sys.stdin for t in json.loads(line)["tasks"]]
 expected, kill_ms = int(sys.argv[1]), int(sys.argv[2])
 completed = [t for t in tasks if t["status"] == "completed"]
 after = [t["finished_ms"] for t in completed if t["finished_ms"] and t["finished_ms"] > kill_ms]

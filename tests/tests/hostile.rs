@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use taskraft_core::{NewTask, Status};
-use taskraft_master::store::{decode_rows, parse_snapshot};
+use taskraft_master::store::{decode_image, parse_snapshot};
 use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::PeerServiceRequest;
@@ -79,8 +79,8 @@ proptest! {
     #[test]
     fn snapshot_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         if let Ok((_, rows)) = parse_snapshot(&bytes) {
-            let _ = decode_rows(rows);
+            let _ = decode_image(rows);
         }
-        let _ = decode_rows(&bytes);
+        let _ = decode_image(&bytes);
     }
 }

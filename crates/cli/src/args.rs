@@ -29,7 +29,7 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Show members, leader, term and task counts.
     Status(ReadArgs),
-    /// List tasks.
+    /// List tasks, a page at a time (--limit, --after; the JSON carries next_after).
     Tasks(TasksArgs),
     /// Show one task and its result.
     Result(ResultArgs),
@@ -175,6 +175,12 @@ pub struct TasksArgs {
     /// Only tasks in this status: idle, in_progress, completed or dead.
     #[arg(long)]
     pub status: Option<String>,
+    /// Most tasks to list (1 to 1000); a page may hold fewer (8 MiB of data at most).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// List tasks with ids above ID: the cursor printed as next_after by the previous page.
+    #[arg(long, value_name = "ID")]
+    pub after: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -26,7 +26,9 @@ use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_core::{Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
 use taskraft_proto::auth::Credentials;
-use taskraft_proto::client::{Assignment, ClientServiceClient, ClusterStatus, NodeReport};
+use taskraft_proto::client::{
+    Assignment, ClientServiceClient, ClusterStatus, NodeReport, TaskPage, MAX_PAGE_TASKS,
+};
 use taskraft_proto::{transport, WireError};
 use tracing::{debug, warn};
 
@@ -311,13 +313,13 @@ impl Client {
         self.call(Duration::ZERO, true, |c, ctx| async move { c.status(ctx).await }).await
     }
 
-    /// A page of tasks in id order after `after`.
+    /// A page of tasks in id order after `after`; follow `next_after` for the next.
     pub async fn tasks(
         &self,
         status: Option<Status>,
         after: Option<TaskId>,
         limit: u32,
-    ) -> Result<Vec<Task>> {
+    ) -> Result<TaskPage> {
         self.call(
             Duration::ZERO,
             true,
@@ -328,13 +330,14 @@ impl Client {
 
     /// Every task (optionally of one status), fetched page by page.
     pub async fn all_tasks(&self, status: Option<Status>) -> Result<Vec<Task>> {
-        let mut all: Vec<Task> = Vec::new();
+        let (mut all, mut after) = (Vec::new(), None);
         loop {
-            let page = self.tasks(status, all.last().map(|t| t.id), 10_000).await?;
-            if page.is_empty() {
-                return Ok(all);
+            let page = self.tasks(status, after, MAX_PAGE_TASKS).await?;
+            all.extend(page.tasks);
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
             }
-            all.extend(page);
         }
     }
 

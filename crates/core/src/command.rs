@@ -59,6 +59,10 @@ pub enum Command {
     Expire { leases: Vec<Lease>, now_ms: u64 },
     /// Stop a task that has not finished: it becomes dead with reason "cancelled".
     Cancel { task: TaskId, now_ms: u64 },
+    /// Remove up to `max` completed or dead tasks that finished before
+    /// `finished_before_ms` (the leader's clock minus the retention),
+    /// longest-finished first. Unfinished tasks are never removed.
+    Purge { finished_before_ms: u64, max: u32, now_ms: u64 },
     /// Register (or renew) a push worker serving `DoTask` at `addr`. Refused
     /// (`Stale`) while another address holds a live registration of the same id.
     Register { worker: WorkerId, addr: String, capacity: u32, ttl_ms: u64, now_ms: u64 },
@@ -112,6 +116,8 @@ pub enum Response {
     Outcome(Outcome),
     /// For `Expire`: the leases actually taken back.
     Expired(Vec<Lease>),
+    /// For `Purge`: the tasks removed.
+    Purged(Vec<TaskId>),
     /// For `Batch`: one response per command, in order.
     Batch(Vec<Response>),
     /// For entries that carry no command (Raft's blank and membership entries).

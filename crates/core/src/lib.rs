@@ -23,19 +23,22 @@
 //!   `Duplicate` and changes nothing;
 //! - a task reaches `completed` at most once, with the result of the lease
 //!   holder that completed it;
-//! - the counts by status always add up to the number of tasks.
+//! - the counts by status always add up to the number of tasks;
+//! - a purge removes only completed or dead tasks, and ids are never reused.
 //!
 //! Deliberately left out: payload size limits (the API checks them before a
 //! command is proposed) and the lease deadline policy after a leader change
-//! (see [`lease`], which the leader's scanner uses).
+//! (see [`lease`], which the leader's scanner uses), and when to purge (see
+//! [`retention`]).
 
 #![warn(clippy::all)]
 
 mod command;
 pub mod lease;
+pub mod retention;
 mod table;
 mod task;
 
 pub use command::{Command, NewTask, Outcome, PushWorker, Response, Submitted};
-pub use table::{Counts, Table};
+pub use table::{Counts, Page, PageLimits, Table};
 pub use task::{Attempt, Lease, Status, Task, TaskId, WorkerId};

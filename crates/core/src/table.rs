@@ -12,7 +12,7 @@ use crate::command::{Command, NewTask, Outcome, PushWorker, Response, Submitted}
 use crate::task::{Attempt, Lease, Status, Task, TaskId, WorkerId};
 
 /// The task table. Rows live in `tasks`; everything else is an index derived
-/// from them and rebuilt by [`Table::from_tasks`].
+/// from them and rebuilt by [`Table::from_parts`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
     tasks: BTreeMap<TaskId, Task>,
@@ -21,6 +21,11 @@ pub struct Table {
     idle: BTreeSet<(Reverse<i32>, TaskId)>,
     /// In-progress tasks by lease start, for the scanner.
     leases: BTreeSet<(u64, TaskId)>,
+    /// Completed and dead tasks by the time they finished, for retention.
+    finished: BTreeSet<(u64, TaskId)>,
+    /// The highest id ever given out. Kept apart from the rows (and stored
+    /// with them) because purged tasks must never have their ids reused: a
+    /// late result for a purged task must not fence-match a new one.
     next_id: u64,
     completed: u64,
     dead: u64,
@@ -49,18 +54,15 @@ impl Counts {
 }
 
 impl Table {
-    /// Rebuilds a table and its indexes from its rows (a snapshot or the disk).
-    pub fn from_tasks(tasks: impl IntoIterator<Item = Task>) -> Table {
-        Table::from_parts(tasks, [])
-    }
-
-    /// Rebuilds a table from its rows and its push worker registrations.
+    /// Rebuilds a table from the highest id it ever gave out ([`Table::next_id`]),
+    /// its rows and its push worker registrations (a snapshot or the disk).
     pub fn from_parts(
+        next_id: u64,
         tasks: impl IntoIterator<Item = Task>,
         push_workers: impl IntoIterator<Item = PushWorker>,
     ) -> Table {
         let push_workers = push_workers.into_iter().map(|w| (w.id.clone(), w)).collect();
-        let mut table = Table { push_workers, ..Table::default() };
+        let mut table = Table { push_workers, next_id, ..Table::default() };
         for task in tasks {
             table.next_id = table.next_id.max(task.id.0);
             if let Some(key) = &task.key {
@@ -110,6 +112,9 @@ impl Table {
             Command::Cancel { task, now_ms } => {
                 Response::Outcome(self.cancel(task, now_ms, touched))
             }
+            Command::Purge { finished_before_ms, max, .. } => {
+                Response::Purged(self.purge(finished_before_ms, max, touched))
+            }
             Command::Register { worker, addr, capacity, ttl_ms, now_ms } => {
                 Response::Outcome(self.register(worker, addr, capacity, ttl_ms, now_ms))
             }
@@ -147,6 +152,16 @@ impl Table {
             .map(|(_, t)| t)
     }
 
+    /// The highest task id ever given out; the next submit gets the one after.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// When the longest-finished task still in the table finished (ms), if any.
+    pub fn oldest_finished_ms(&self) -> Option<u64> {
+        self.finished.first().map(|(ms, _)| *ms)
+    }
+
     /// Number of tasks in each status.
     pub fn counts(&self) -> Counts {
         Counts {
@@ -162,35 +177,6 @@ impl Table {
         self.leases
             .iter()
             .map(|(start, id)| (*start, Lease { task: *id, attempt: self.tasks[id].attempt }))
-    }
-
-    /// A digest of every row, equal on two tables exactly when their rows are
-    /// equal (up to hash collisions): cheap to compare across replicas.
-    pub fn digest(&self) -> u64 {
-        let mut h = Fnv::default();
-        for t in self.tasks.values() {
-            h.u64(t.id.0);
-            h.bytes(&t.data);
-            h.bytes(t.key.as_deref().unwrap_or("\0").as_bytes());
-            h.u64(t.priority as u64);
-            h.u64(t.status as u64);
-            h.u64(t.attempt.0 as u64);
-            h.u64(t.max_attempts as u64);
-            h.bytes(t.worker.as_ref().map_or("\0", |w| w.0.as_str()).as_bytes());
-            h.u64(t.lease_start_ms.unwrap_or(u64::MAX));
-            h.bytes(t.result.as_deref().unwrap_or(b"\0"));
-            h.bytes(t.error.as_deref().unwrap_or("\0").as_bytes());
-            h.u64(t.submitted_ms);
-            h.u64(t.finished_ms.unwrap_or(u64::MAX));
-        }
-        for w in self.push_workers.values() {
-            h.bytes(w.id.0.as_bytes());
-            h.bytes(w.addr.as_bytes());
-            h.u64(w.capacity as u64);
-            h.u64(w.ttl_ms);
-            h.u64(w.renewed_ms);
-        }
-        h.0
     }
 
     fn register(
@@ -330,6 +316,27 @@ impl Table {
         }
     }
 
+    /// Removes up to `max` completed or dead tasks that finished before
+    /// `before_ms`, longest-finished first, with their idempotency keys.
+    /// Unfinished tasks are never touched: they are not in `finished`.
+    fn purge(&mut self, before_ms: u64, max: u32, touched: &mut BTreeSet<TaskId>) -> Vec<TaskId> {
+        let ids: Vec<TaskId> = self
+            .finished
+            .range(..(before_ms, TaskId(0)))
+            .take(max as usize)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &ids {
+            let task = self.tasks.remove(id).expect("an indexed task exists");
+            self.unindex(&task);
+            if let Some(key) = &task.key {
+                self.keys.remove(key);
+            }
+            touched.insert(*id);
+        }
+        ids
+    }
+
     /// Ends an attempt that did not complete: back to idle while attempts
     /// remain, else dead. The error is kept either way.
     fn requeue_or_bury(
@@ -369,6 +376,9 @@ impl Table {
             Status::Completed => self.completed += 1,
             Status::Dead => self.dead += 1,
         }
+        if let Some(ms) = t.finished_ms.filter(|_| t.finished()) {
+            self.finished.insert((ms, t.id));
+        }
     }
 
     fn unindex(&mut self, t: &Task) {
@@ -381,32 +391,18 @@ impl Table {
             Status::Completed => self.completed -= 1,
             Status::Dead => self.dead -= 1,
         }
-    }
-}
-
-/// FNV-1a, 64 bit: tiny, deterministic across platforms and runs.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn bytes(&mut self, b: &[u8]) {
-        self.u64(b.len() as u64);
-        for byte in b {
-            self.0 = (self.0 ^ *byte as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn u64(&mut self, v: u64) {
-        for byte in v.to_le_bytes() {
-            self.0 = (self.0 ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        if let Some(ms) = t.finished_ms.filter(|_| t.finished()) {
+            self.finished.remove(&(ms, t.id));
         }
     }
 }
 
+mod digest;
+mod page;
+pub use page::{Page, PageLimits};
+#[cfg(test)]
+mod page_tests;
+#[cfg(test)]
+mod purge_tests;
 #[cfg(test)]
 mod tests;

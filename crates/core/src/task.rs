@@ -77,6 +77,11 @@ pub struct Task {
 }
 
 impl Task {
+    /// Whether the task reached a final status (completed or dead).
+    pub fn finished(&self) -> bool {
+        matches!(self.status, Status::Completed | Status::Dead)
+    }
+
     /// The lease of the current attempt, if the task is in progress.
     pub fn lease(&self) -> Option<Lease> {
         (self.status == Status::InProgress)

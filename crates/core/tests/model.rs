@@ -1,7 +1,9 @@
 //! Property test: the table against a naive model, over random command
 //! sequences. Checks that no task is lost, counts add up, a stale lease never
 //! changes anything, a task completes at most once with its holder's result,
-//! and two tables fed the same commands are equal.
+//! and two tables fed the same commands are equal. Purges remove exactly the
+//! finished tasks past the cutoff, never an unfinished one, and ids are never
+//! reused.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,8 @@ struct ModelTask {
     attempt: u32,
     worker: Option<String>,
     result: Option<Vec<u8>>,
+    /// When the task became completed or dead.
+    finished_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ enum Op {
     Extend(u8, u8, u8),
     ExpireAll,
     ExpireOne(u8, u8),
+    /// Purge tasks finished more than `.0` steps ago, at most `.1` of them.
+    Purge(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,6 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Extend(w, t, a)),
         Just(Op::ExpireAll),
         (0..8u8, 0..4u8).prop_map(|(t, a)| Op::ExpireOne(t, a)),
+        (0..6u8, 1..4u8).prop_map(|(age, max)| Op::Purge(age, max)),
     ]
 }
 
@@ -78,15 +85,20 @@ fn to_command(op: &Op, now_ms: u64, table: &Table) -> Command {
             Command::Expire { leases: table.leases_by_start().map(|(_, l)| l).collect(), now_ms }
         }
         Op::ExpireOne(t, a) => Command::Expire { leases: vec![lease(t, a)], now_ms },
+        Op::Purge(age, max) => Command::Purge {
+            finished_before_ms: now_ms.saturating_sub(age as u64 * 100),
+            max: max as u32,
+            now_ms,
+        },
     }
 }
 
 /// Applies a lease command to the model, returning the outcome the table must give.
 fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Outcome> {
-    let (l, w) = match cmd {
-        Command::Complete { lease, worker, .. }
-        | Command::Fail { lease, worker, .. }
-        | Command::Extend { lease, worker, .. } => (lease, worker),
+    let (l, w, now_ms) = match cmd {
+        Command::Complete { lease, worker, now_ms, .. }
+        | Command::Fail { lease, worker, now_ms, .. }
+        | Command::Extend { lease, worker, now_ms } => (lease, worker, *now_ms),
         _ => return None,
     };
     let Some(t) = model.get_mut(&l.task.0) else { return Some(Outcome::NotFound) };
@@ -97,10 +109,9 @@ fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Ou
                 Command::Complete { result, .. } => {
                     t.status = Status::Completed;
                     t.result = Some(result.clone());
+                    t.finished_ms = Some(now_ms);
                 }
-                Command::Fail { .. } => {
-                    t.status = if t.attempt >= 3 { Status::Dead } else { Status::Idle };
-                }
+                Command::Fail { .. } => bury_or_requeue(t, now_ms),
                 _ => {}
             }
             Outcome::Accepted
@@ -108,6 +119,26 @@ fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Ou
         (Status::Completed, true) => Outcome::Duplicate,
         _ => Outcome::Stale,
     })
+}
+
+/// The end of an attempt that did not complete.
+fn bury_or_requeue(t: &mut ModelTask, now_ms: u64) {
+    if t.attempt >= 3 {
+        t.status = Status::Dead;
+        t.finished_ms = Some(now_ms);
+    } else {
+        t.status = Status::Idle;
+    }
+}
+
+/// The tasks a purge must remove: finished before the cutoff, oldest first.
+fn model_purge(model: &BTreeMap<u64, ModelTask>, before_ms: u64, max: u32) -> Vec<TaskId> {
+    let mut due: Vec<(u64, u64)> = model
+        .iter()
+        .filter_map(|(id, t)| Some((t.finished_ms.filter(|ms| *ms < before_ms)?, *id)))
+        .collect();
+    due.sort();
+    due.into_iter().take(max as usize).map(|(_, id)| TaskId(id)).collect()
 }
 
 proptest! {
@@ -119,10 +150,18 @@ proptest! {
         let mut replica = Table::default();
         let mut model: BTreeMap<u64, ModelTask> = BTreeMap::new();
         let mut acknowledged = 0u64;
+        let mut purged = 0u64;
+        let mut highest_id = 0u64;
         for (i, op) in ops.iter().enumerate() {
             let cmd = to_command(op, i as u64 * 100, &table);
             let before = table.clone();
             let expected = model_lease(&mut model, &cmd);
+            let expected_purge = match &cmd {
+                Command::Purge { finished_before_ms, max, .. } => {
+                    Some(model_purge(&model, *finished_before_ms, *max))
+                }
+                _ => None,
+            };
             let response = table.apply(cmd.clone());
             prop_assert_eq!(replica.apply(cmd.clone()), response.clone());
             match (&response, expected) {
@@ -135,7 +174,9 @@ proptest! {
                 (Response::Submitted(s), None) => {
                     for s in s {
                         acknowledged += 1;
-                        model.insert(s.id.0, ModelTask { status: Status::Idle, attempt: 0, worker: None, result: None });
+                        prop_assert!(s.id.0 > highest_id, "id {} given out again", s.id.0);
+                        highest_id = s.id.0;
+                        model.insert(s.id.0, ModelTask { status: Status::Idle, attempt: 0, worker: None, result: None, finished_ms: None });
                     }
                 }
                 (Response::Assigned(tasks), None) => {
@@ -151,13 +192,22 @@ proptest! {
                     for l in leases {
                         let m = model.get_mut(&l.task.0).unwrap();
                         prop_assert_eq!((m.status, m.attempt), (Status::InProgress, l.attempt.0));
-                        m.status = if m.attempt >= 3 { Status::Dead } else { Status::Idle };
+                        bury_or_requeue(m, i as u64 * 100);
+                    }
+                }
+                (Response::Purged(ids), None) => {
+                    prop_assert_eq!(Some(ids), expected_purge.as_ref());
+                    for id in ids {
+                        let m = model.remove(&id.0).unwrap();
+                        prop_assert!(matches!(m.status, Status::Completed | Status::Dead));
+                        purged += 1;
                     }
                 }
                 (r, e) => prop_assert!(false, "response {:?} for expected {:?}", r, e),
             }
             // Nothing lost, counts add up, rows agree with the model.
-            prop_assert_eq!(table.counts().total(), acknowledged);
+            prop_assert_eq!(table.counts().total(), acknowledged - purged);
+            prop_assert_eq!(table.tasks().count() as u64, acknowledged - purged);
             for t in table.tasks() {
                 let m = &model[&t.id.0];
                 prop_assert_eq!(t.status, m.status);
@@ -167,6 +217,8 @@ proptest! {
         }
         prop_assert_eq!(&table, &replica);
         prop_assert_eq!(table.digest(), replica.digest());
-        prop_assert_eq!(Table::from_tasks(table.tasks().cloned()), table);
+        let rebuilt = Table::from_parts(table.next_id(), table.tasks().cloned(), []);
+        prop_assert_eq!(rebuilt.digest(), table.digest());
+        prop_assert_eq!(rebuilt, table);
     }
 }

@@ -15,12 +15,14 @@ use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{ServerState, TryAsRef};
 use tarpc::context::Context;
 use taskraft_core::{
-    Command, Lease, NewTask, Outcome, Response, Status, Submitted, Task, TaskId, WorkerId,
+    Command, Lease, NewTask, Outcome, PageLimits, Response, Status, Submitted, Task, TaskId,
+    WorkerId,
 };
 use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{
-    Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, NodeReport,
-    MAX_TASKS_PER_REQUEST, MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
+    Assignment, ClientService, ClusterStatus, LeasedTask, MemberStatus, NodeReport, TaskPage,
+    MAX_PAGE_BYTES, MAX_PAGE_SCAN, MAX_PAGE_TASKS, MAX_TASKS_PER_REQUEST, MAX_TASKS_PER_SUBMIT,
+    MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
 };
 use taskraft_proto::config::ClusterSettings;
 use taskraft_proto::{LeaderHint, NodeId, NodeInfo, WireError};
@@ -32,8 +34,6 @@ use crate::proposer::Proposer;
 use crate::store::Applied;
 use crate::{now_ms, Raft};
 
-/// Most tasks one `tasks` call returns.
-const MAX_LIST: u32 = 10_000;
 /// Longest idempotency key accepted.
 const MAX_KEY_BYTES: usize = 1024;
 
@@ -469,16 +469,21 @@ impl ClientService for Api {
         status: Option<Status>,
         after: Option<TaskId>,
         limit: u32,
-    ) -> Result<Vec<Task>, WireError> {
+    ) -> Result<TaskPage, WireError> {
+        if limit == 0 || limit > MAX_PAGE_TASKS {
+            return Err(WireError::Invalid(format!(
+                "a page of {limit} tasks; ask for 1 to {MAX_PAGE_TASKS} and follow next_after"
+            )));
+        }
         self.linearizable().await?;
         let a = self.0.applied.read().expect("applied lock");
-        let after = after.unwrap_or(TaskId(0));
-        Ok(a.table
-            .tasks_after(after)
-            .filter(|t| status.is_none_or(|s| t.status == s))
-            .take(limit.clamp(1, MAX_LIST) as usize)
-            .cloned()
-            .collect())
+        let limits =
+            PageLimits { rows: limit as usize, bytes: MAX_PAGE_BYTES, scan: MAX_PAGE_SCAN };
+        let page = a.table.page(status, after.unwrap_or(TaskId(0)), limits);
+        Ok(TaskPage {
+            tasks: page.tasks.into_iter().cloned().collect(),
+            next_after: page.next_after,
+        })
     }
 
     async fn register(

@@ -13,7 +13,11 @@
 //!   harmless on a lease that has since been extended or completed, because
 //!   `apply` checks the lease, not the proposer.
 //!
-//! The push dispatcher ([`crate::dispatch`]) runs under the same token.
+//! The purger (retention) and the push dispatcher ([`crate::dispatch`]) run
+//! under the same token. A purge proposed by a deposed leader is harmless
+//! for the same reason as an expiry: `apply` removes only tasks that are
+//! finished and past the cutoff carried in the command, so the new leader
+//! simply carries on where the old one stopped.
 //!
 //! Long-poll waiters are not owned here: each `request` checks leadership
 //! itself and answers `NotLeader` as soon as the metrics change.
@@ -22,11 +26,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::ServerState;
-use taskraft_core::{lease, Command, Response};
+use taskraft_core::{lease, retention, Command, Response};
 use taskraft_proto::config::ClusterSettings;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::dispatch::Dispatcher;
 use crate::store::Applied;
@@ -34,6 +38,9 @@ use crate::{now_ms, Raft};
 
 /// Most leases expired by one proposal.
 const MAX_EXPIRE_BATCH: usize = 1000;
+/// Most finished tasks removed by one proposal: bounds the work of one
+/// apply (and so the pause it adds to heartbeats) on every replica.
+pub const MAX_PURGE_BATCH: u32 = 2000;
 
 /// Starts the watcher that runs leader duties while this node leads.
 pub fn spawn(dispatcher: Dispatcher, shutdown: CancellationToken) -> JoinHandle<()> {
@@ -66,6 +73,12 @@ pub fn spawn(dispatcher: Dispatcher, shutdown: CancellationToken) -> JoinHandle<
                 let scanner =
                     scan_leases(raft.clone(), applied.clone(), settings.clone(), token.clone());
                 tokio::spawn(scanner);
+                tokio::spawn(purge_finished(
+                    raft.clone(),
+                    applied.clone(),
+                    settings.clone(),
+                    token.clone(),
+                ));
                 tokio::spawn(dispatcher.clone().run(token.clone()));
                 running = Some((term, token));
             }
@@ -88,13 +101,8 @@ async fn scan_leases(
     token: CancellationToken,
 ) {
     let since_ms = now_ms();
-    let mut tick = tokio::time::interval(Duration::from_millis(settings.scan_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticker = Ticker::new(settings.scan_interval_ms, token.clone());
+    while ticker.tick().await {
         let expired = {
             let a = applied.read().expect("applied lock");
             let found = lease::expired(
@@ -128,6 +136,74 @@ async fn scan_leases(
             }
             Err(e) if e.forward_to_leader::<taskraft_proto::NodeInfo>().is_some() => return,
             Err(e) => warn!(error = %e, "could not propose lease expiry"),
+        }
+    }
+}
+
+/// Every `scan_interval_ms`, proposes `Purge` while finished tasks are older
+/// than `retention_ms`, one bounded batch per entry, back to back until none
+/// is due (other writes interleave between the entries).
+async fn purge_finished(
+    raft: Raft,
+    applied: Arc<RwLock<Applied>>,
+    settings: ClusterSettings,
+    token: CancellationToken,
+) {
+    if settings.retention_ms == 0 {
+        return;
+    }
+    let mut ticker = Ticker::new(settings.scan_interval_ms, token.clone());
+    while ticker.tick().await {
+        loop {
+            let now = now_ms();
+            let due = {
+                let a = applied.read().expect("applied lock");
+                retention::due(&a.table, now, settings.retention_ms)
+            };
+            let Some(cutoff) = due else { break };
+            let cmd =
+                Command::Purge { finished_before_ms: cutoff, max: MAX_PURGE_BATCH, now_ms: now };
+            let result = tokio::select! {
+                _ = token.cancelled() => return,
+                r = raft.client_write(cmd) => r,
+            };
+            match result {
+                Ok(r) => {
+                    let Response::Purged(ids) = r.data else { break };
+                    debug!(purged = ids.len(), cutoff, "finished tasks past the retention removed");
+                    if ids.len() < MAX_PURGE_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(e) if e.forward_to_leader::<taskraft_proto::NodeInfo>().is_some() => return,
+                Err(e) => {
+                    warn!(error = %e, "could not propose a purge");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A duty's clock: ticks every `period_ms` (a late tick delays the next
+/// rather than bunching up) until the duty's token is cancelled.
+struct Ticker {
+    interval: tokio::time::Interval,
+    token: CancellationToken,
+}
+
+impl Ticker {
+    fn new(period_ms: u64, token: CancellationToken) -> Ticker {
+        let mut interval = tokio::time::interval(Duration::from_millis(period_ms));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { interval, token }
+    }
+
+    /// Waits for the next tick; false once the duty must stop.
+    async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.token.cancelled() => false,
+            _ = self.interval.tick() => true,
         }
     }
 }

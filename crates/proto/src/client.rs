@@ -18,6 +18,21 @@ pub const MAX_TASKS_PER_REQUEST: u32 = 256;
 pub const MAX_TASKS_PER_SUBMIT: usize = 10_000;
 /// Longest worker id accepted.
 pub const MAX_WORKER_ID_BYTES: usize = 128;
+/// Most tasks one `tasks` page holds.
+pub const MAX_PAGE_TASKS: u32 = 1000;
+/// A `tasks` page stops adding tasks once their payloads and results reach this size.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+/// Most rows one `tasks` call examines (with a status filter that matches few).
+pub const MAX_PAGE_SCAN: usize = 100_000;
+
+/// The answer to `tasks`: one page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPage {
+    /// Matching tasks, in id order.
+    pub tasks: Vec<Task>,
+    /// Pass as `after` for the next page; `None` once the listing reached the end.
+    pub next_after: Option<TaskId>,
+}
 
 /// The answer to `request`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,12 +156,14 @@ pub trait ClientService {
     async fn extend(lease: Lease, worker: WorkerId) -> Result<Outcome, WireError>;
     /// Members, leader, term and counts.
     async fn status() -> Result<ClusterStatus, WireError>;
-    /// Tasks, optionally only those in `status`, in id order after `after`, at most `limit`.
+    /// One page of tasks, optionally only those in `status`, in id order
+    /// after `after`, at most `limit` (1 to [`MAX_PAGE_TASKS`]); a page is
+    /// also cut at [`MAX_PAGE_BYTES`] of payloads and [`MAX_PAGE_SCAN`] rows examined.
     async fn tasks(
         status: Option<Status>,
         after: Option<TaskId>,
         limit: u32,
-    ) -> Result<Vec<Task>, WireError>;
+    ) -> Result<TaskPage, WireError>;
     /// One task.
     async fn task(id: TaskId) -> Result<Task, WireError>;
     /// The answering node's own view; any node answers.

@@ -1,7 +1,7 @@
 //! `taskraft status`, `tasks` and `result`: linearizable reads from the leader.
 
 use anyhow::anyhow;
-use serde_json::Value;
+use serde_json::json;
 use taskraft_core::{Status, TaskId};
 
 use crate::args::{ReadArgs, ResultArgs, TasksArgs};
@@ -27,12 +27,19 @@ pub async fn tasks(args: TasksArgs) -> Result<(), Failure> {
             ))
         })?),
     };
-    let tasks = super::client(&args.read.seeds)?.all_tasks(status).await?;
+    let client = super::client(&args.read.seeds)?;
+    let page = client.tasks(status, args.after.map(TaskId), args.limit).await?;
     if args.read.json {
-        super::print_json(&Value::Array(tasks.iter().map(output::task_json).collect()));
+        super::print_json(&json!({
+            "tasks": page.tasks.iter().map(output::task_json).collect::<Vec<_>>(),
+            "next_after": page.next_after.map(|id| id.0),
+        }));
     } else {
-        for t in &tasks {
+        for t in &page.tasks {
             println!("{}", output::task_line(t));
+        }
+        if let Some(next) = page.next_after {
+            eprintln!("more tasks: taskraft tasks --after {next}");
         }
     }
     Ok(())

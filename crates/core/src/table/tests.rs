@@ -2,29 +2,29 @@
 
 use super::*;
 
-fn w(name: &str) -> WorkerId {
+pub(super) fn w(name: &str) -> WorkerId {
     WorkerId(name.into())
 }
 
-fn task(data: &str) -> NewTask {
+pub(super) fn task(data: &str) -> NewTask {
     NewTask { data: data.into(), key: None, priority: 0, max_attempts: 2 }
 }
 
-fn submit(t: &mut Table, tasks: Vec<NewTask>) -> Vec<TaskId> {
+pub(super) fn submit(t: &mut Table, tasks: Vec<NewTask>) -> Vec<TaskId> {
     match t.apply(Command::Submit { tasks, now_ms: 0 }) {
         Response::Submitted(s) => s.into_iter().map(|s| s.id).collect(),
         other => panic!("unexpected {other:?}"),
     }
 }
 
-fn assign(t: &mut Table, worker: &str, now_ms: u64) -> Option<Lease> {
+pub(super) fn assign(t: &mut Table, worker: &str, now_ms: u64) -> Option<Lease> {
     match t.apply(Command::Assign { worker: w(worker), max: 1, now_ms }) {
         Response::Assigned(tasks) => tasks.first().and_then(Task::lease),
         other => panic!("unexpected {other:?}"),
     }
 }
 
-fn complete(t: &mut Table, worker: &str, lease: Lease, result: &str) -> Outcome {
+pub(super) fn complete(t: &mut Table, worker: &str, lease: Lease, result: &str) -> Outcome {
     let cmd = Command::Complete { lease, worker: w(worker), result: result.into(), now_ms: 9 };
     match t.apply(cmd) {
         Response::Outcome(o) => o,
@@ -32,7 +32,7 @@ fn complete(t: &mut Table, worker: &str, lease: Lease, result: &str) -> Outcome 
     }
 }
 
-fn fail(t: &mut Table, worker: &str, lease: Lease) -> Outcome {
+pub(super) fn fail(t: &mut Table, worker: &str, lease: Lease) -> Outcome {
     let cmd = Command::Fail { lease, worker: w(worker), error: "boom".into(), now_ms: 9 };
     match t.apply(cmd) {
         Response::Outcome(o) => o,
@@ -40,7 +40,7 @@ fn fail(t: &mut Table, worker: &str, lease: Lease) -> Outcome {
     }
 }
 
-fn expire(t: &mut Table, leases: Vec<Lease>) -> Vec<Lease> {
+pub(super) fn expire(t: &mut Table, leases: Vec<Lease>) -> Vec<Lease> {
     match t.apply(Command::Expire { leases, now_ms: 3100 }) {
         Response::Expired(l) => l,
         other => panic!("unexpected {other:?}"),
@@ -247,7 +247,7 @@ fn rebuilt_table_equals_the_original() {
     let lease = assign(&mut t, "w01", 7).unwrap();
     complete(&mut t, "w01", lease, "ok");
     assign(&mut t, "w01", 8);
-    let rebuilt = Table::from_tasks(t.tasks().cloned());
+    let rebuilt = Table::from_parts(t.next_id(), t.tasks().cloned(), []);
     assert_eq!(rebuilt, t);
     assert_eq!(rebuilt.digest(), t.digest());
 }
@@ -284,7 +284,7 @@ fn push_worker_id_is_held_by_its_live_registration() {
         "lapsed: taken over"
     );
     assert_eq!(t.push_workers().next().unwrap().addr, "127.0.0.1:2");
-    let rebuilt = Table::from_parts(t.tasks().cloned(), t.push_workers().cloned());
+    let rebuilt = Table::from_parts(t.next_id(), t.tasks().cloned(), t.push_workers().cloned());
     assert_eq!(rebuilt, t);
     assert_eq!(
         t.apply(Command::Deregister { worker: w("p1"), now_ms: 1 }),

@@ -7,12 +7,14 @@
 //!   the push worker registry, so that one `sled::Batch` updates the state
 //!   machine atomically.
 //!
-//! The current snapshot is a file, `snapshot.bin`, beside sled's own files.
+//! The current snapshot is a file, `snapshot.bin`, beside sled's own files
+//! (see [`snapshot`]).
 //!
 //! sled's flush covers the whole Db and fsyncs: every write that openraft is
 //! told is durable has been flushed first.
 
 mod log;
+mod snapshot;
 mod state_machine;
 #[cfg(test)]
 mod tests;
@@ -23,7 +25,8 @@ use std::path::Path;
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 pub use log::LogStore;
-pub use state_machine::{decode_rows, parse_snapshot, Applied, StateMachine};
+pub use snapshot::{decode_image, parse_snapshot, Image};
+pub use state_machine::{Applied, StateMachine};
 
 /// Why a data dir could not be opened.
 #[derive(Debug, thiserror::Error)]

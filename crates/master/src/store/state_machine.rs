@@ -12,7 +12,7 @@
 //! scanner read it. Each apply bumps a watch channel so that long-polls wake.
 
 use std::collections::BTreeSet;
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -22,6 +22,10 @@ use openraft::{
     StoredMembership,
 };
 use taskraft_core::{PushWorker, Response, Table, Task, TaskId};
+
+use super::snapshot::{
+    decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
+};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 
@@ -30,6 +34,7 @@ use super::{decode, encode};
 const LAST_APPLIED: &[u8] = b"m:last_applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
 const PUSH_WORKERS: &[u8] = b"m:push_workers";
+const NEXT_ID: &[u8] = b"m:next_id";
 const ROW_PREFIX: u8 = b't';
 
 fn row_key(id: TaskId) -> [u8; 9] {
@@ -47,64 +52,6 @@ pub struct Applied {
     pub last_applied: Option<LogId<NodeId>>,
     /// The last membership applied.
     pub membership: StoredMembership<NodeId, NodeInfo>,
-}
-
-/// The current snapshot lives in one file beside sled's own: its meta,
-/// length-prefixed, then the rows. Written to a temp file, fsynced, then
-/// renamed, so a crash leaves either the old snapshot or the new one.
-const SNAPSHOT_FILE: &str = "snapshot.bin";
-/// Bytes of the snapshot file written between two fsyncs.
-const SNAPSHOT_SYNC_CHUNK: usize = 8 << 20;
-
-fn write_snapshot_file(
-    path: &Path,
-    meta: &SnapshotMeta<NodeId, NodeInfo>,
-    data: &[u8],
-) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    let meta = encode(meta);
-    file.write_all(&(meta.len() as u64).to_le_bytes())?;
-    file.write_all(&meta)?;
-    // Flushed chunk by chunk: one fsync of a file of hundreds of MB would
-    // hold up the log's own small fsyncs (and so the heartbeats) behind it.
-    for chunk in data.chunks(SNAPSHOT_SYNC_CHUNK) {
-        file.write_all(chunk)?;
-        file.sync_data()?;
-    }
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let (meta, data) = parse_snapshot(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data.to_vec())) }))
-}
-
-/// Splits a snapshot file into its meta and its rows' bytes. Never panics on
-/// malformed input; the error says what is wrong.
-pub fn parse_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, NodeInfo>, &[u8]), String> {
-    let header: [u8; 8] =
-        bytes.get(..8).and_then(|h| h.try_into().ok()).ok_or("truncated header")?;
-    let len = usize::try_from(u64::from_le_bytes(header)).map_err(|_| "bad meta length")?;
-    let end = 8usize.checked_add(len).ok_or("bad meta length")?;
-    let meta =
-        decode(bytes.get(8..end).ok_or("truncated meta")?).map_err(|e| format!("meta: {e}"))?;
-    Ok((meta, &bytes[end..]))
-}
-
-/// Decodes a snapshot's rows. Never panics on malformed input.
-pub fn decode_rows(data: &[u8]) -> Result<(Vec<Task>, Vec<PushWorker>), String> {
-    decode(data).map_err(|e| format!("rows: {e}"))
 }
 
 /// The state machine of one node. Clones share the tree and the memory.
@@ -139,13 +86,18 @@ impl StateMachine {
             Some(v) => decode(&v).map_err(|e| format!("push workers: {e}"))?,
             None => Vec::new(),
         };
+        let next_id: u64 = match get(NEXT_ID)? {
+            Some(v) => decode(&v).map_err(|e| format!("next task id: {e}"))?,
+            None => 0,
+        };
         let snapshot_path = dir.join(SNAPSHOT_FILE);
         if let Some(snapshot) = read_snapshot_file(&snapshot_path)? {
-            decode_rows(snapshot.snapshot.get_ref())
+            decode_image(snapshot.snapshot.get_ref())
                 .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
         }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
-        let applied = Applied { table: Table::from_parts(rows, workers), last_applied, membership };
+        let table = Table::from_parts(next_id, rows, workers);
+        let applied = Applied { table, last_applied, membership };
         Ok(StateMachine {
             tree,
             snapshot_path,
@@ -210,9 +162,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 });
             }
             for id in touched {
-                let task = a.table.get(id).expect("a touched task exists");
-                batch.insert(&row_key(id), encode(task));
+                match a.table.get(id) {
+                    Some(task) => batch.insert(&row_key(id), encode(task)),
+                    None => batch.remove(&row_key(id)),
+                }
             }
+            batch.insert(NEXT_ID, encode(&a.table.next_id()));
             if registry_changed {
                 batch.insert(PUSH_WORKERS, encode(&a.table.push_workers().collect::<Vec<_>>()));
             }
@@ -239,9 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let applied = self.applied.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let a = applied.read().expect("applied lock");
-            let rows: Vec<&Task> = a.table.tasks().collect();
-            let workers: Vec<&PushWorker> = a.table.push_workers().collect();
-            (a.last_applied, a.membership.clone(), encode(&(rows, workers)))
+            (a.last_applied, a.membership.clone(), encode_image(&a.table))
         })
         .await
         .expect("snapshot encoding does not panic");
@@ -267,7 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let (rows, workers) = decode_rows(&data).map_err(|e| {
+        let image = decode_image(&data).map_err(|e| {
             StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
         })?;
         let membership = meta.last_membership.clone();
@@ -278,12 +231,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (k, _) = kv.map_err(|e| StorageIOError::write_state_machine(&e))?;
             batch.remove(k);
         }
-        for task in &rows {
+        for task in &image.tasks {
             batch.insert(&row_key(task.id), encode(task));
         }
         batch.insert(LAST_APPLIED, encode(&meta.last_log_id));
         batch.insert(MEMBERSHIP, encode(&membership));
-        batch.insert(PUSH_WORKERS, encode(&workers));
+        batch.insert(PUSH_WORKERS, encode(&image.push_workers));
+        batch.insert(NEXT_ID, encode(&image.next_id));
         // The file first: a crash before the batch leaves the old table and a
         // newer snapshot, which openraft reconciles by installing it again.
         let (path, m) = (self.snapshot_path.clone(), meta.clone());
@@ -294,11 +248,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        *self.applied.write().expect("applied lock") = Applied {
-            table: Table::from_parts(rows, workers),
-            last_applied: meta.last_log_id,
-            membership,
-        };
+        *self.applied.write().expect("applied lock") =
+            Applied { table: image.into_table(), last_applied: meta.last_log_id, membership };
         self.registry.send_modify(|v| *v += 1);
         self.applied_index.send_replace(index);
         Ok(())

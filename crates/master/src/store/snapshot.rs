@@ -1,0 +1,110 @@
+//! The table's image, as snapshots and backups carry it, and the snapshot
+//! file.
+//!
+//! An image is the bincode encoding of `(next_id, rows, push_workers)`:
+//! the highest task id ever given out travels with the rows, because purged
+//! tasks leave no row behind and their ids must never be given out again.
+//!
+//! The current snapshot lives in one file beside sled's own: its meta,
+//! length-prefixed, then the image. It is written to a temp file, fsynced,
+//! then renamed over the old one, so a crash leaves either the old snapshot
+//! or the new one and there is never more than one snapshot on disk.
+
+use std::io::{Cursor, Write};
+use std::path::Path;
+
+use openraft::storage::{Snapshot, SnapshotMeta};
+use serde::Deserialize;
+use taskraft_core::{PushWorker, Table, Task};
+use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
+
+use super::{decode, encode};
+
+/// The snapshot file's name inside the data dir.
+pub(super) const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Bytes of the snapshot file written between two fsyncs.
+const SNAPSHOT_SYNC_CHUNK: usize = 8 << 20;
+
+/// A decoded image: everything needed to rebuild a [`Table`].
+#[derive(Debug, Deserialize)]
+pub struct Image {
+    /// The highest task id ever given out.
+    pub next_id: u64,
+    /// Every row.
+    pub tasks: Vec<Task>,
+    /// Push worker registrations.
+    pub push_workers: Vec<PushWorker>,
+}
+
+impl Image {
+    /// The table this image holds.
+    pub fn into_table(self) -> Table {
+        Table::from_parts(self.next_id, self.tasks, self.push_workers)
+    }
+}
+
+/// Encodes `table`'s image into memory without copying its rows.
+pub(super) fn encode_image(table: &Table) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_image(table, &mut out).expect("bincode encodes in-memory values");
+    out
+}
+
+/// Encodes `table`'s image into `out` as it goes (backups stream it to a
+/// file, so that a large table is never held twice in memory).
+pub(super) fn write_image(table: &Table, out: impl Write) -> bincode::Result<()> {
+    let rows: Vec<&Task> = table.tasks().collect();
+    let workers: Vec<&PushWorker> = table.push_workers().collect();
+    bincode::serialize_into(out, &(table.next_id(), rows, workers))
+}
+
+/// Decodes an image. Never panics on malformed input.
+pub fn decode_image(data: &[u8]) -> Result<Image, String> {
+    decode(data).map_err(|e| format!("rows: {e}"))
+}
+
+pub(super) fn write_snapshot_file(
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, NodeInfo>,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    let meta = encode(meta);
+    file.write_all(&(meta.len() as u64).to_le_bytes())?;
+    file.write_all(&meta)?;
+    // Flushed chunk by chunk: one fsync of a file of hundreds of MB would
+    // hold up the log's own small fsyncs (and so the heartbeats) behind it.
+    for chunk in data.chunks(SNAPSHOT_SYNC_CHUNK) {
+        file.write_all(chunk)?;
+        file.sync_data()?;
+    }
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+pub(super) fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let (meta, data) = parse_snapshot(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data.to_vec())) }))
+}
+
+/// Splits a snapshot file into its meta and its image's bytes. Never panics
+/// on malformed input; the error says what is wrong.
+pub fn parse_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, NodeInfo>, &[u8]), String> {
+    let header: [u8; 8] =
+        bytes.get(..8).and_then(|h| h.try_into().ok()).ok_or("truncated header")?;
+    let len = usize::try_from(u64::from_le_bytes(header)).map_err(|_| "bad meta length")?;
+    let end = 8usize.checked_add(len).ok_or("bad meta length")?;
+    let meta =
+        decode(bytes.get(8..end).ok_or("truncated meta")?).map_err(|e| format!("meta: {e}"))?;
+    Ok((meta, &bytes[end..]))
+}

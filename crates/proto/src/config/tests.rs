@@ -1,0 +1,86 @@
+//! Config parsing and validation: every refusal names its field.
+
+use super::*;
+
+const GOOD: &str = r#"
+    [cluster]
+    name = "demo"
+    [[node]]
+    id = 1
+    peer_addr = "127.0.0.1:7101"
+    client_addr = "127.0.0.1:7001"
+    data_dir = "data/node1"
+    [[node]]
+    id = 2
+    peer_addr = "127.0.0.1:7102"
+    client_addr = "127.0.0.1:7002"
+    data_dir = "data/node2"
+    [[node]]
+    id = 3
+    peer_addr = "127.0.0.1:7103"
+    client_addr = "127.0.0.1:7003"
+    data_dir = "data/node3"
+"#;
+
+fn error_of(text: &str) -> String {
+    ClusterConfig::parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let c = ClusterConfig::parse(GOOD).unwrap();
+    assert_eq!(c.cluster.lease_timeout_ms, 3000);
+    assert_eq!(c.cluster.election_timeout_ms, [300, 600]);
+    assert_eq!(c.cluster.retention_ms, 86_400_000);
+    assert_eq!(c.seeds(), vec!["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]);
+}
+
+#[test]
+fn duplicate_id_is_named() {
+    let text = GOOD.replace("id = 2", "id = 1");
+    assert!(
+        error_of(&text).contains("node[1].id: id 1 is used by two nodes"),
+        "{}",
+        error_of(&text)
+    );
+}
+
+#[test]
+fn bad_address_is_named() {
+    let text = GOOD.replace("127.0.0.1:7002", "localhost-7002");
+    assert!(error_of(&text).contains("node[1].client_addr"), "{}", error_of(&text));
+}
+
+#[test]
+fn even_node_count_is_refused() {
+    let two = &GOOD[..GOOD.find("[[node]]\n    id = 3").unwrap()];
+    assert!(error_of(two).contains("2 nodes listed"), "{}", error_of(two));
+    let none = &GOOD[..GOOD.find("[[node]]").unwrap()];
+    assert!(error_of(none).contains("0 nodes listed"), "{}", error_of(none));
+}
+
+#[test]
+fn unknown_field_is_refused() {
+    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nlease_timeout = 5");
+    assert!(error_of(&text).contains("unknown field"), "{}", error_of(&text));
+}
+
+#[test]
+fn election_timeout_must_exceed_heartbeat() {
+    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nheartbeat_interval_ms = 400");
+    assert!(error_of(&text).contains("cluster.heartbeat_interval_ms"), "{}", error_of(&text));
+}
+
+#[test]
+fn unknown_id_lists_the_known_ones() {
+    let c = ClusterConfig::parse(GOOD).unwrap();
+    assert!(c.node(7).unwrap_err().to_string().contains("the ids are 1, 2, 3"));
+}
+
+#[test]
+fn a_retention_too_short_to_read_a_result_is_refused() {
+    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nretention_ms = 10");
+    assert!(error_of(&text).contains("cluster.retention_ms: 10 ms is too short"));
+    let keep = GOOD.replace("name = \"demo\"", "name = \"demo\"\nretention_ms = 0");
+    assert_eq!(ClusterConfig::parse(&keep).unwrap().cluster.retention_ms, 0);
+}
