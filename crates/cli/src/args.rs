@@ -35,7 +35,11 @@ pub enum Command {
     Result(ResultArgs),
     /// Wait until no task is idle or in progress.
     Wait(WaitArgs),
-    /// Run the standard workloads (W1 enqueue, W2 drain, W3 failover) and print their figures.
+    /// Write a consistent, checksummed backup of the table (taken on the leader) to FILE.
+    Backup(BackupArgs),
+    /// Offline: seed the empty data dirs of a new cluster (every [[node]] of --config) from a backup.
+    Restore(RestoreArgs),
+    /// Run the standard workloads (W1 enqueue, W2 drain, W3 failover, W4 soak) and print their figures.
     Bench(BenchArgs),
 }
 
@@ -46,7 +50,7 @@ pub struct BenchArgs {
     /// Start three masters of this binary in temp dirs for every run (needed for W3).
     #[arg(long)]
     pub spawn: bool,
-    /// Workloads to run: w1, w2, w3.
+    /// Workloads to run: w1, w2, w3, and w4 (the soak; only when named).
     #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3")]
     pub workloads: Vec<String>,
     /// Runs of each workload; the table shows the median run.
@@ -68,6 +72,21 @@ pub struct BenchArgs {
     /// W1 producer counts.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub producers: Vec<usize>,
+    /// W4: tasks submitted per second.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// W4: how long tasks are submitted.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// W4: load run first and left out of the memory and disk comparison.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// W4 with --spawn: the spawned cluster's retention_ms.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// W4: time between two samples of every master's RSS and disk.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub sample_every: Duration,
     /// Also print one JSON line per run.
     #[arg(long)]
     pub json: bool,
@@ -189,6 +208,30 @@ pub struct ResultArgs {
     pub read: ReadArgs,
     /// The task id.
     pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Where to write the backup (written to FILE.tmp, then renamed).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    pub file: PathBuf,
+    /// The new cluster's config: every [[node]]'s data_dir is seeded, and must be empty.
+    #[arg(long, env = "TASKRAFT_CONFIG", default_value = "cluster.toml")]
+    pub config: PathBuf,
+    /// Resolve relative data_dir paths under DIR, where the masters will run
+    /// (scripts/start-cluster.sh runs them in run/).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub data_root: PathBuf,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,8 @@
 
 #![warn(clippy::all)]
 
+mod backup;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;

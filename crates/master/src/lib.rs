@@ -20,6 +20,7 @@ pub mod network;
 pub mod node;
 pub mod peer;
 pub mod proposer;
+pub mod resources;
 pub mod server;
 pub mod store;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use rand::Rng;
-use taskraft_proto::{ClusterConfig, NodeId, NodeInfo};
+use taskraft_proto::{ClusterConfig, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -111,6 +111,7 @@ impl Node {
             config.cluster.clone(),
             board.clone(),
             token.clone(),
+            me.data_dir.clone(),
         );
         let watch = LeaderWatch::new(
             raft.clone(),
@@ -220,14 +221,7 @@ async fn maybe_initialize(
     if !first || initialized {
         return Ok(());
     }
-    let members: BTreeMap<NodeId, NodeInfo> = config
-        .node
-        .iter()
-        .map(|n| {
-            (n.id, NodeInfo { peer_addr: n.peer_addr.clone(), client_addr: n.client_addr.clone() })
-        })
-        .collect();
-    match raft.initialize(members).await {
+    match raft.initialize(config.members()).await {
         Ok(()) => {
             info!(node = id, "initialized a new cluster");
             Ok(())

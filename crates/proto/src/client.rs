@@ -25,6 +25,26 @@ pub const MAX_PAGE_BYTES: usize = 8 << 20;
 /// Most rows one `tasks` call examines (with a status filter that matches few).
 pub const MAX_PAGE_SCAN: usize = 100_000;
 
+/// Largest chunk one `backup_read` returns.
+pub const MAX_BACKUP_CHUNK: u32 = 4 << 20;
+
+/// A backup staged on the leader, ready to be read in chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// The session to read it with.
+    pub id: u64,
+    /// Its size.
+    pub bytes: u64,
+    /// CRC-32 of the whole file but its last four bytes (which hold it).
+    pub crc32: u32,
+    /// The log index the table reflects.
+    pub last_applied: Option<u64>,
+    /// Tasks by status.
+    pub counts: Counts,
+    /// The table's digest.
+    pub digest: u64,
+}
+
 /// The answer to `tasks`: one page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskPage {
@@ -125,6 +145,14 @@ pub struct NodeReport {
     pub digest: u64,
     /// Its tasks by status.
     pub counts: Counts,
+    /// Rows in its table.
+    pub tasks: u64,
+    /// Resident memory of its process.
+    pub rss_bytes: u64,
+    /// Bytes of its data dir (sled's files and the snapshot).
+    pub data_dir_bytes: u64,
+    /// Bytes of its current snapshot file.
+    pub snapshot_bytes: u64,
 }
 
 /// Calls answered by the leader on `client_addr` (except `node_report`).
@@ -166,6 +194,13 @@ pub trait ClientService {
     ) -> Result<TaskPage, WireError>;
     /// One task.
     async fn task(id: TaskId) -> Result<Task, WireError>;
+    /// Stages a consistent backup of the table (confirmed with a quorum) on
+    /// the leader; read it with `backup_read`.
+    async fn backup_open() -> Result<BackupInfo, WireError>;
+    /// Up to `len` bytes (at most [`MAX_BACKUP_CHUNK`]) of a staged backup
+    /// from `offset`; the session ends after its last byte is read, or after
+    /// a minute without reads.
+    async fn backup_read(id: u64, offset: u64, len: u32) -> Result<Vec<u8>, WireError>;
     /// The answering node's own view; any node answers.
     async fn node_report() -> NodeReport;
     /// Registers (or renews) a push worker serving at `addr`; returns how

@@ -324,6 +324,20 @@ impl ClusterConfig {
     pub fn seeds(&self) -> Vec<String> {
         self.node.iter().map(|n| n.client_addr.clone()).collect()
     }
+
+    /// Every node as a Raft member: the voters of a brand-new cluster.
+    pub fn members(&self) -> std::collections::BTreeMap<NodeId, crate::NodeInfo> {
+        self.node
+            .iter()
+            .map(|n| {
+                let info = crate::NodeInfo {
+                    peer_addr: n.peer_addr.clone(),
+                    client_addr: n.client_addr.clone(),
+                };
+                (n.id, info)
+            })
+            .collect()
+    }
 }
 
 /// A client's credentials without a config file: `TASKRAFT_TOKEN`, and TLS

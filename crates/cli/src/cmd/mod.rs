@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and holds what they share.
 
+mod backup;
 mod bench;
 mod master;
 mod read;
@@ -28,6 +29,8 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Tasks(a) => read::tasks(a).await,
         Command::Result(a) => read::result(a).await,
         Command::Wait(a) => wait::run(a).await,
+        Command::Backup(a) => backup::backup(a).await,
+        Command::Restore(a) => backup::restore(a),
         Command::Bench(a) => bench::run(a).await,
     }
 }

@@ -13,6 +13,7 @@
 //! sled's flush covers the whole Db and fsyncs: every write that openraft is
 //! told is durable has been flushed first.
 
+pub mod backup;
 mod log;
 mod snapshot;
 mod state_machine;
@@ -25,7 +26,7 @@ use std::path::Path;
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 pub use log::LogStore;
-pub use snapshot::{decode_image, parse_snapshot, Image};
+pub use snapshot::{decode_image, parse_snapshot, Image, SNAPSHOT_FILE};
 pub use state_machine::{Applied, StateMachine};
 
 /// Why a data dir could not be opened.
@@ -46,6 +47,18 @@ pub enum OpenError {
 
 /// Opens (or creates) a node's store in `dir` for the cluster `cluster_name`.
 pub fn open(dir: &Path, cluster_name: &str) -> Result<(LogStore, StateMachine), OpenError> {
+    let db = open_db(dir, cluster_name)?;
+    let shown = dir.display().to_string();
+    let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
+    let meta = db.open_tree("meta").map_err(sled_err)?;
+    let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta);
+    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir)
+        .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
+    Ok((log, sm))
+}
+
+/// Opens (or creates) the sled Db in `dir`, refusing another cluster's.
+fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     // The table lives in memory anyway; a small page cache keeps RSS down.
@@ -70,10 +83,7 @@ pub fn open(dir: &Path, cluster_name: &str) -> Result<(LogStore, StateMachine), 
             db.flush().map_err(sled_err)?;
         }
     }
-    let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta);
-    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir)
-        .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
-    Ok((log, sm))
+    Ok(db)
 }
 
 /// Encodes a stored value. Encoding our own types into memory cannot fail.

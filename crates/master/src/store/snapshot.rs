@@ -21,7 +21,7 @@ use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use super::{decode, encode};
 
 /// The snapshot file's name inside the data dir.
-pub(super) const SNAPSHOT_FILE: &str = "snapshot.bin";
+pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 /// Bytes of the snapshot file written between two fsyncs.
 const SNAPSHOT_SYNC_CHUNK: usize = 8 << 20;
 

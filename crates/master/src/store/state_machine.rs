@@ -24,7 +24,7 @@ use openraft::{
 use taskraft_core::{PushWorker, Response, Table, Task, TaskId};
 
 use super::snapshot::{
-    decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
+    decode_image, encode_image, read_snapshot_file, write_snapshot_file, Image, SNAPSHOT_FILE,
 };
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
@@ -41,6 +41,24 @@ fn row_key(id: TaskId) -> [u8; 9] {
     let mut k = [ROW_PREFIX; 9];
     k[1..].copy_from_slice(&id.0.to_be_bytes());
     k
+}
+
+/// Adds to `batch` everything that makes the table tree hold `image`,
+/// applied up to `last_applied` with `membership` (a snapshot installed, a
+/// backup restored).
+pub(super) fn image_batch(
+    batch: &mut sled::Batch,
+    image: &Image,
+    last_applied: Option<LogId<NodeId>>,
+    membership: &StoredMembership<NodeId, NodeInfo>,
+) {
+    for task in &image.tasks {
+        batch.insert(&row_key(task.id), encode(task));
+    }
+    batch.insert(LAST_APPLIED, encode(&last_applied));
+    batch.insert(MEMBERSHIP, encode(membership));
+    batch.insert(PUSH_WORKERS, encode(&image.push_workers));
+    batch.insert(NEXT_ID, encode(&image.next_id));
 }
 
 /// The applied state: the table and the log position it reflects.
@@ -231,13 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (k, _) = kv.map_err(|e| StorageIOError::write_state_machine(&e))?;
             batch.remove(k);
         }
-        for task in &image.tasks {
-            batch.insert(&row_key(task.id), encode(task));
-        }
-        batch.insert(LAST_APPLIED, encode(&meta.last_log_id));
-        batch.insert(MEMBERSHIP, encode(&membership));
-        batch.insert(PUSH_WORKERS, encode(&image.push_workers));
-        batch.insert(NEXT_ID, encode(&image.next_id));
+        image_batch(&mut batch, &image, meta.last_log_id, &membership);
         // The file first: a crash before the batch leaves the old table and a
         // newer snapshot, which openraft reconciles by installing it again.
         let (path, m) = (self.snapshot_path.clone(), meta.clone());

@@ -1,13 +1,17 @@
 //! `taskraft bench`: the standard workloads of BENCH.md.
 //!
 //! W1 enqueue (C closed-loop producers), W2 drain (worker loops that
-//! request and complete), W3 failover (W2 with the leader SIGKILLed at 2 s).
+//! request and complete), W3 failover (W2 with the leader SIGKILLed at 2 s),
+//! W4 soak (a fixed submit rate for a long run with a short retention; runs
+//! once, whatever `--runs` says, on the cluster or a spawned one with
+//! `--retention`).
 //! With `--spawn` every run gets a fresh three-node cluster of this binary
 //! in a temp dir; otherwise W1 and W2 run against the cluster of
 //! `--seeds`/`--config` and W3 is skipped (it must own the processes).
 //! Each workload checks its outcome from the cluster's own record and the
 //! command fails if a check fails.
 
+mod soak;
 mod spawn;
 mod workloads;
 
@@ -18,12 +22,18 @@ use serde_json::json;
 
 use crate::args::BenchArgs;
 use crate::Failure;
+use soak::SoakPlan;
 use spawn::Spawned;
 use workloads::{DrainPlan, Outcome, Target};
 
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     let n = args.n;
-    let plan = DrainPlan { workers: args.workers, batch: args.batch, combined: !args.two_calls };
+    let plan = DrainPlan {
+        workers: args.workers,
+        batch: args.batch,
+        combined: !args.two_calls,
+        wait_for_more: false,
+    };
     let mut rows: Vec<(String, Vec<Outcome>)> = Vec::new();
     for workload in &args.workloads {
         let runs = match workload.as_str() {
@@ -38,6 +48,27 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                 continue;
             }
             "w2" => repeat(&args, |t| Box::pin(workloads::drain(t, n, plan, None))).await?,
+            "w4" => {
+                let plan = SoakPlan {
+                    rate: args.rate,
+                    duration: args.duration,
+                    warmup: args.warmup,
+                    sample_every: args.sample_every,
+                    workers: args.workers,
+                };
+                soak::check_plan(&plan).map_err(Failure::Usage)?;
+                let target = if args.spawn {
+                    let retention = format!("retention_ms = {}", args.retention.as_millis());
+                    let spawned = Spawned::start_with(&retention)?;
+                    Target { client: spawned.client(), spawned: Some(spawned) }
+                } else {
+                    Target { client: super::client(&args.seeds)?, spawned: None }
+                };
+                let outcome = soak::soak(target, plan).await?;
+                report(&args, "W4 soak", 1, &outcome);
+                rows.push((format!("W4 soak, {}/s", args.rate), vec![outcome]));
+                continue;
+            }
             "w3" if !args.spawn => {
                 eprintln!("W3 needs --spawn (the bench must own the processes to SIGKILL the leader); skipped");
                 continue;
@@ -55,7 +86,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                 continue;
             }
             other => {
-                return Err(Failure::Usage(anyhow!("unknown workload {other:?}; use w1, w2, w3")))
+                return Err(Failure::Usage(anyhow!(
+                    "unknown workload {other:?}; use w1, w2, w3, w4"
+                )))
             }
         };
         let mut name = format!("W2 drain, {} workers", args.workers);

@@ -30,8 +30,13 @@ fn free_addr() -> anyhow::Result<String> {
 impl Spawned {
     /// Writes a config and starts the three masters.
     pub fn start() -> anyhow::Result<Spawned> {
+        Spawned::start_with("")
+    }
+
+    /// Like [`Spawned::start`], with `extra` lines in the `[cluster]` table.
+    pub fn start_with(extra: &str) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir()?;
-        let mut text = format!("[cluster]\nname = \"bench\"\n{TIMING}\n");
+        let mut text = format!("[cluster]\nname = \"bench\"\n{TIMING}\n{extra}\n");
         for id in 1..=3 {
             let data = dir.path().join(format!("node{id}"));
             text += &format!(

@@ -46,11 +46,11 @@ pub fn payload(i: usize) -> Vec<u8> {
     p
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
-fn own_client(shared: &Client) -> Arc<Client> {
+pub fn own_client(shared: &Client) -> Arc<Client> {
     let options =
         ClientOptions { call_timeout: Duration::from_millis(1000), ..ClientOptions::default() };
     Arc::new(Client::with_options(shared.seeds().to_vec(), options))
@@ -115,14 +115,60 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
 
 /// What the drain loops share.
 #[derive(Default)]
-struct Shared {
+pub struct Shared {
     /// Accepted completions still wanted; the loops stop at zero (on a
     /// cluster that holds other tasks too, draining all of it is not the run).
-    wanted: AtomicU64,
-    failed_completes: AtomicU64,
+    pub wanted: AtomicU64,
+    pub failed_completes: AtomicU64,
     killed_at: Mutex<Option<Instant>>,
     first_after_kill: Mutex<Option<Instant>>,
     last_accept: Mutex<Option<Instant>>,
+    /// Which tasks were accepted (W4 checks it).
+    pub ledger: Mutex<Ledger>,
+}
+
+/// Task ids seen submitted and accepted, as bitsets indexed by id.
+#[derive(Default)]
+pub struct Ledger {
+    submitted: Vec<u64>,
+    accepted: Vec<u64>,
+    /// Accepted answers for a task already accepted: must stay 0.
+    pub twice: u64,
+}
+
+impl Ledger {
+    fn set(bits: &mut Vec<u64>, id: u64) -> bool {
+        let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        let was = bits[word] & bit != 0;
+        bits[word] |= bit;
+        was
+    }
+
+    /// Records an acknowledged submit.
+    pub fn submitted(&mut self, id: u64) {
+        Ledger::set(&mut self.submitted, id);
+    }
+
+    /// Records an `Accepted` completion.
+    pub fn accepted(&mut self, id: u64) {
+        if Ledger::set(&mut self.accepted, id) {
+            self.twice += 1;
+        }
+    }
+
+    /// Submitted tasks not (yet) accepted.
+    pub fn pending(&self) -> u64 {
+        let accepted = |i: usize| self.accepted.get(i).copied().unwrap_or(0);
+        self.submitted.iter().enumerate().map(|(i, s)| (s & !accepted(i)).count_ones() as u64).sum()
+    }
+
+    /// Accepted completions of distinct tasks.
+    pub fn accepted_count(&self) -> u64 {
+        self.accepted.iter().map(|w| w.count_ones() as u64).sum()
+    }
 }
 
 /// A lease batch in hand: the tasks, their lease, and when they were asked for.
@@ -132,7 +178,7 @@ type InHand = (Vec<LeasedTask>, Duration, Instant);
 /// once, as a prefetching client acks), until drained. With `combined`, one
 /// `complete_and_request` call records the whole batch and asks for the
 /// next one, and `request` long-polls only when that found nothing idle.
-async fn drain_loop(
+pub async fn drain_loop(
     client: Arc<Client>,
     name: String,
     plan: DrainPlan,
@@ -151,7 +197,8 @@ async fn drain_loop(
                         req_hist.record(sent.elapsed().as_micros() as u64).ok();
                         (tasks, Duration::from_millis(lease_timeout_ms), sent)
                     }
-                    Ok(Assignment::Drained) => return (req_hist, done_hist),
+                    Ok(Assignment::Drained) if !plan.wait_for_more => return (req_hist, done_hist),
+                    Ok(Assignment::Drained) => continue,
                     Ok(Assignment::NoTask) | Err(_) => continue,
                 }
             }
@@ -177,8 +224,9 @@ async fn drain_loop(
 }
 
 /// Counts an accepted completion (and the first one after the kill in W3).
-fn accepted(shared: &Shared, requested: Instant, at: Instant) {
+fn accepted(shared: &Shared, lease: Lease, requested: Instant, at: Instant) {
     let _ = shared.wanted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+    shared.ledger.lock().unwrap().accepted(lease.task.0);
     *shared.last_accept.lock().unwrap() = Some(at);
     let killed = *shared.killed_at.lock().unwrap();
     if killed.is_some_and(|k| requested > k) {
@@ -226,7 +274,7 @@ async fn complete(
     let (sent, at, outcome) =
         until_answered(give_up, shared, || client.complete(lease, worker, b"ok".to_vec())).await?;
     if outcome == LeaseOutcome::Accepted {
-        accepted(shared, requested, at);
+        accepted(shared, lease, requested, at);
     }
     Some((at - sent).as_micros() as u64)
 }
@@ -248,9 +296,9 @@ async fn complete_all(
         client.complete_and_request(worker, results.clone(), max)
     })
     .await?;
-    for outcome in outcomes {
+    for (lease, outcome) in leases.iter().zip(outcomes) {
         if outcome == LeaseOutcome::Accepted {
-            accepted(shared, requested, at);
+            accepted(shared, *lease, requested, at);
         }
     }
     let in_hand = match assignment {
@@ -271,6 +319,8 @@ pub struct DrainPlan {
     pub batch: u32,
     /// Complete and request in one call.
     pub combined: bool,
+    /// Keep polling when the cluster is drained (W4: more tasks are coming).
+    pub wait_for_more: bool,
 }
 
 /// W2 (and W3 with `kill_at`): `workers` loops drain `n` queued tasks.
@@ -280,7 +330,7 @@ pub async fn drain(
     plan: DrainPlan,
     kill_at: Option<Duration>,
 ) -> anyhow::Result<Outcome> {
-    let DrainPlan { workers, batch, combined } = plan;
+    let DrainPlan { workers, batch, combined, .. } = plan;
     let client = target.client.clone();
     let before = client.status().await.context("status before the drain")?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {

@@ -1,0 +1,64 @@
+//! Input checks, run before anything is proposed: a refused call changes nothing.
+
+use super::*;
+
+impl Api {
+    pub(super) fn check_worker(worker: &WorkerId) -> Result<(), WireError> {
+        if worker.0.trim().is_empty() {
+            return Err(WireError::Invalid("the worker id is empty".into()));
+        }
+        if worker.0.len() > MAX_WORKER_ID_BYTES {
+            return Err(WireError::Invalid(format!(
+                "the worker id is {} bytes; at most {MAX_WORKER_ID_BYTES} are allowed",
+                worker.0.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_size(&self, what: &str, len: usize) -> Result<(), WireError> {
+        let limit = self.0.settings.max_payload_bytes;
+        if len as u64 > limit {
+            return Err(WireError::Invalid(format!(
+                "{what} is {len} bytes; the cluster's max_payload_bytes is {limit}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_submit(&self, tasks: &[NewTask]) -> Result<(), WireError> {
+        if tasks.is_empty() {
+            return Err(WireError::Invalid("no tasks to submit".into()));
+        }
+        if tasks.len() > MAX_TASKS_PER_SUBMIT {
+            return Err(WireError::Invalid(format!(
+                "{} tasks in one submit; at most {MAX_TASKS_PER_SUBMIT} are allowed",
+                tasks.len()
+            )));
+        }
+        for (i, t) in tasks.iter().enumerate() {
+            self.check_size(&format!("the payload of task #{}", i + 1), t.data.len())?;
+            if t.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+                return Err(WireError::Invalid(format!(
+                    "the key of task #{} is longer than {MAX_KEY_BYTES} bytes",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_request(max: u32, wait_ms: u64) -> Result<(), WireError> {
+        if max == 0 || max > MAX_TASKS_PER_REQUEST {
+            return Err(WireError::Invalid(format!(
+                "asked for {max} tasks; ask for 1 to {MAX_TASKS_PER_REQUEST}"
+            )));
+        }
+        if wait_ms > MAX_WAIT_MS {
+            return Err(WireError::Invalid(format!(
+                "a wait of {wait_ms} ms; at most {MAX_WAIT_MS} ms is allowed"
+            )));
+        }
+        Ok(())
+    }
+}

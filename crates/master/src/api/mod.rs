@@ -1,0 +1,251 @@
+//! [`Api`]: the client service, answered by the leader.
+//!
+//! Writes go through `raft.client_write` and are answered after they are
+//! committed and applied; reads first confirm leadership with a quorum
+//! (`ensure_linearizable`). A node that is not the leader answers
+//! `NotLeader` with the leader's client address when it knows one.
+//!
+//! Input is checked before anything is proposed ([`checks`]): an oversized
+//! payload, an empty worker id or an absurd wait is refused and nothing is
+//! written.
+//!
+//! The service's trait impl below only delegates, one line a call, to
+//! - [`work`]: submit and the worker protocol (request, complete, fail, extend);
+//! - [`read`]: status, tasks, task, node_report;
+//! - [`push`]: push worker registration;
+//! - [`backup`]: consistent images of the table, streamed in chunks.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::{ServerState, TryAsRef};
+use tarpc::context::Context;
+use taskraft_core::{
+    Command, Lease, NewTask, Outcome, PageLimits, Response, Status, Submitted, Task, TaskId,
+    WorkerId,
+};
+use taskraft_proto::auth::Credentials;
+use taskraft_proto::client::{
+    Assignment, BackupInfo, ClientService, ClusterStatus, LeasedTask, MemberStatus, NodeReport,
+    TaskPage, MAX_PAGE_BYTES, MAX_PAGE_SCAN, MAX_PAGE_TASKS, MAX_TASKS_PER_REQUEST,
+    MAX_TASKS_PER_SUBMIT, MAX_WAIT_MS, MAX_WORKER_ID_BYTES,
+};
+use taskraft_proto::config::ClusterSettings;
+use taskraft_proto::{LeaderHint, NodeId, NodeInfo, WireError};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::dispatch::{self, PushBoard, REGISTRATION_TTL_MS, RENEW_INTERVAL_MS};
+use crate::proposer::Proposer;
+use crate::store::Applied;
+use crate::{now_ms, Raft};
+
+/// Longest idempotency key accepted.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// The client service of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Api(Arc<Inner>);
+
+struct Inner {
+    raft: Raft,
+    applied: Arc<RwLock<Applied>>,
+    applied_index: watch::Receiver<u64>,
+    settings: ClusterSettings,
+    /// How long a proposal may wait for commit before the answer is "unknown".
+    propose_timeout: Duration,
+    /// Push workers as the dispatcher sees them.
+    board: PushBoard,
+    /// Group commit in front of Raft.
+    proposer: Proposer,
+    /// The cluster token, proved to push workers at registration.
+    token: Credentials,
+    /// This node's data dir (its size is reported; backups are staged there).
+    data_dir: PathBuf,
+    /// Backups being read from this node.
+    backups: backup::Backups,
+}
+
+mod backup;
+mod checks;
+mod push;
+mod read;
+mod work;
+
+impl Api {
+    /// The API of a node whose Raft is `raft` and whose table is `applied`.
+    pub fn new(
+        raft: Raft,
+        applied: Arc<RwLock<Applied>>,
+        applied_index: watch::Receiver<u64>,
+        settings: ClusterSettings,
+        board: PushBoard,
+        token: Credentials,
+        data_dir: PathBuf,
+    ) -> Api {
+        let propose_timeout =
+            Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
+        let proposer = Proposer::spawn(raft.clone());
+        Api(Arc::new(Inner {
+            raft,
+            applied,
+            applied_index,
+            settings,
+            propose_timeout,
+            board,
+            proposer,
+            token,
+            data_dir,
+            backups: backup::Backups::default(),
+        }))
+    }
+
+    /// Proposes `cmd` and waits until it is applied here.
+    async fn propose(&self, cmd: Command) -> Result<Response, WireError> {
+        let write = self.0.proposer.propose(cmd);
+        match tokio::time::timeout(self.0.propose_timeout, write).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.wire_error(e)),
+            Err(_) => Err(WireError::Unavailable(
+                "the write was not committed in time (no quorum?); its outcome is unknown".into(),
+            )),
+        }
+    }
+
+    /// Confirms leadership with a quorum and waits until the table is current.
+    async fn linearizable(&self) -> Result<(), WireError> {
+        let check = self.0.raft.ensure_linearizable();
+        match tokio::time::timeout(self.0.propose_timeout, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.wire_error(e)),
+            Err(_) => {
+                Err(WireError::Unavailable("leadership could not be confirmed in time".into()))
+            }
+        }
+    }
+
+    /// The one mapping from openraft's errors to wire errors.
+    fn wire_error<E>(&self, e: RaftError<NodeId, E>) -> WireError
+    where
+        E: TryAsRef<ForwardToLeader<NodeId, NodeInfo>> + std::error::Error,
+    {
+        match e.forward_to_leader::<NodeInfo>() {
+            Some(_) => self.not_leader(),
+            None => WireError::Unavailable(e.to_string()),
+        }
+    }
+
+    /// `NotLeader` with the leader's client address, if this node knows it.
+    fn not_leader(&self) -> WireError {
+        let m = self.0.raft.metrics().borrow().clone();
+        let leader = m.current_leader.filter(|id| *id != m.id).and_then(|id| {
+            let node = m.membership_config.membership().get_node(&id)?;
+            Some(LeaderHint { id, client_addr: node.client_addr.clone() })
+        });
+        WireError::NotLeader { leader }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.0.raft.metrics().borrow().state == ServerState::Leader
+    }
+}
+
+fn unexpected(r: Response) -> WireError {
+    warn!(?r, "a command was answered with a response of another command");
+    WireError::Unavailable(format!("unexpected response {r:?}"))
+}
+
+impl ClientService for Api {
+    async fn submit(self, _: Context, tasks: Vec<NewTask>) -> Result<Vec<Submitted>, WireError> {
+        self.submit_tasks(tasks).await
+    }
+    async fn request(
+        self,
+        _: Context,
+        worker: WorkerId,
+        max: u32,
+        wait_ms: u64,
+    ) -> Result<Assignment, WireError> {
+        self.request_tasks(worker, max, wait_ms).await
+    }
+    async fn complete(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+        result: Vec<u8>,
+    ) -> Result<Outcome, WireError> {
+        self.complete_one(lease, worker, result).await
+    }
+    async fn complete_and_request(
+        self,
+        _: Context,
+        worker: WorkerId,
+        results: Vec<(Lease, Vec<u8>)>,
+        max: u32,
+    ) -> Result<(Vec<Outcome>, Assignment), WireError> {
+        self.complete_and_request_tasks(worker, results, max).await
+    }
+    async fn fail(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+        error: String,
+    ) -> Result<Outcome, WireError> {
+        self.fail_one(lease, worker, error).await
+    }
+    async fn extend(
+        self,
+        _: Context,
+        lease: Lease,
+        worker: WorkerId,
+    ) -> Result<Outcome, WireError> {
+        self.extend_one(lease, worker).await
+    }
+    async fn status(self, _: Context) -> Result<ClusterStatus, WireError> {
+        self.cluster_status().await
+    }
+    async fn tasks(
+        self,
+        _: Context,
+        status: Option<Status>,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<TaskPage, WireError> {
+        self.task_page(status, after, limit).await
+    }
+    async fn register(
+        self,
+        _: Context,
+        worker: WorkerId,
+        addr: String,
+        capacity: u32,
+    ) -> Result<u64, WireError> {
+        self.register_push(worker, addr, capacity).await
+    }
+    async fn deregister(self, _: Context, worker: WorkerId) -> Result<(), WireError> {
+        self.deregister_push(worker).await
+    }
+    async fn node_report(self, _: Context) -> NodeReport {
+        self.report().await
+    }
+    async fn task(self, _: Context, id: TaskId) -> Result<Task, WireError> {
+        self.one_task(id).await
+    }
+    async fn backup_open(self, _: Context) -> Result<BackupInfo, WireError> {
+        self.backup_open_now().await
+    }
+
+    async fn backup_read(
+        self,
+        _: Context,
+        id: u64,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, WireError> {
+        self.backup_read_now(id, offset, len).await
+    }
+}

@@ -1,0 +1,103 @@
+//! Reads: `status`, `tasks`, `task` (linearizable, from the leader) and
+//! `node_report` (any node, its own view).
+
+use super::*;
+use crate::{resources, store};
+
+impl Api {
+    pub(super) async fn cluster_status(&self) -> Result<ClusterStatus, WireError> {
+        self.linearizable().await?;
+        let m = self.0.raft.metrics().borrow().clone();
+        let counts = self.0.applied.read().expect("applied lock").table.counts();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let replication = m.replication.clone().unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = replication.get(id).cloned().flatten().map(|l| l.index);
+                let role = if *id == m.id {
+                    "leader"
+                } else if matched.is_none() {
+                    "unreachable"
+                } else if voters.contains(id) {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                let last_applied =
+                    if *id == m.id { m.last_applied.map(|l| l.index) } else { matched };
+                MemberStatus {
+                    id: *id,
+                    client_addr: node.client_addr.clone(),
+                    peer_addr: node.peer_addr.clone(),
+                    role: role.into(),
+                    last_applied,
+                }
+            })
+            .collect();
+        Ok(ClusterStatus {
+            cluster: self.0.settings.name.clone(),
+            term: m.current_term,
+            leader: Some(m.id),
+            members,
+            counts,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            workers: self.0.board.status(),
+        })
+    }
+    pub(super) async fn task_page(
+        &self,
+        status: Option<Status>,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<TaskPage, WireError> {
+        if limit == 0 || limit > MAX_PAGE_TASKS {
+            return Err(WireError::Invalid(format!(
+                "a page of {limit} tasks; ask for 1 to {MAX_PAGE_TASKS} and follow next_after"
+            )));
+        }
+        self.linearizable().await?;
+        let a = self.0.applied.read().expect("applied lock");
+        let limits =
+            PageLimits { rows: limit as usize, bytes: MAX_PAGE_BYTES, scan: MAX_PAGE_SCAN };
+        let page = a.table.page(status, after.unwrap_or(TaskId(0)), limits);
+        Ok(TaskPage {
+            tasks: page.tasks.into_iter().cloned().collect(),
+            next_after: page.next_after,
+        })
+    }
+    pub(super) async fn report(&self) -> NodeReport {
+        let m = self.0.raft.metrics().borrow().clone();
+        let a = self.0.applied.read().expect("applied lock");
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        NodeReport {
+            id: m.id,
+            role: role.into(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_applied: a.last_applied.map(|l| l.index),
+            digest: a.table.digest(),
+            counts: a.table.counts(),
+            tasks: a.table.counts().total(),
+            rss_bytes: resources::rss_bytes(),
+            data_dir_bytes: resources::dir_bytes(&self.0.data_dir),
+            snapshot_bytes: resources::file_bytes(&self.0.data_dir.join(store::SNAPSHOT_FILE)),
+        }
+    }
+    pub(super) async fn one_task(&self, id: TaskId) -> Result<Task, WireError> {
+        self.linearizable().await?;
+        let a = self.0.applied.read().expect("applied lock");
+        a.table
+            .get(id)
+            .cloned()
+            .ok_or_else(|| WireError::NotFound(format!("there is no task {id}")))
+    }
+}
