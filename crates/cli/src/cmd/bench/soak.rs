@@ -92,8 +92,7 @@ pub async fn soak(target: Target, plan: SoakPlan) -> anyhow::Result<Outcome> {
     if lost > 0 || twice > 0 {
         failed.push(format!("{lost} acknowledged tasks never completed, {twice} completed twice"));
     }
-    let growth =
-        growth_by_node(&samples, plan.warmup.as_secs_f64(), plan.duration.as_secs_f64());
+    let growth = growth_by_node(&samples, plan.warmup.as_secs_f64(), plan.duration.as_secs_f64());
     if growth.is_empty() {
         failed.push("too few samples to compare memory and disk".into());
     }
