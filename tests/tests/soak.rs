@@ -1,8 +1,10 @@
 //! A short W4 soak through the real binary: a fixed submit rate drained by
 //! workers under a 2 s retention. The bench itself fails (exit 1) if an
 //! acknowledged task is lost or completed twice, or if a master's RSS or
-//! data dir grows by more than 20 % over the compared part of the run; the
-//! test also checks the table stayed near rate × retention.
+//! data dir grows by more than 20 % over the compared part of the run (after
+//! a 120 s warm-up: in a debug build a master's RSS steps up with each of its
+//! first few snapshots, see docs/performance.md); the test also checks the
+//! table stayed near rate × retention.
 
 use serde_json::Value;
 
@@ -11,8 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
 #[test]
 fn a_short_soak_holds_memory_disk_and_table_size_flat_and_loses_nothing() {
     let out = std::process::Command::new(BIN)
-        .args(["bench", "--spawn", "--workloads", "w4", "--json", "--rate", "200"])
-        .args(["--warmup", "60s", "--duration", "60s", "--retention", "2s"])
+        .args(["bench", "--spawn", "--workloads", "w4", "--json", "--rate", "300"])
+        .args(["--warmup", "120s", "--duration", "60s", "--retention", "5s"])
         .args(["--sample-every", "3s", "--workers", "8"])
         .output()
         .unwrap();
@@ -24,10 +26,10 @@ fn a_short_soak_holds_memory_disk_and_table_size_flat_and_loses_nothing() {
         .expect("a JSON line for the run");
     let f = &run["figures"];
     assert_eq!((f["lost"].as_u64(), f["completed_twice"].as_u64()), (Some(0), Some(0)));
-    assert!(f["completed"].as_u64().unwrap() >= 23_000, "{f}");
-    // 200 tasks/s kept 2 s (plus the scan interval and the work in flight):
-    // the table holds a few hundred rows, never the 24,000 submitted.
+    assert_eq!(f["completed"].as_u64(), Some(54_000), "every task submitted was completed");
+    // 300 tasks/s kept 5 s (plus the scan interval and the work in flight):
+    // the table holds about 1,650 rows, never the 54,000 submitted.
     let samples = f["samples"].as_array().unwrap();
     let largest = samples.iter().filter_map(|s| s["tasks"].as_u64()).max().unwrap();
-    assert!(largest < 2_000, "the table grew to {largest} tasks");
+    assert!(largest < 4_000, "the table grew to {largest} tasks");
 }
