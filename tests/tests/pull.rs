@@ -303,6 +303,14 @@ async fn batch_limits_are_enforced_with_a_clear_error() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    for limit in [0, 1001] {
+        match client.tasks(None, None, limit).await {
+            Err(ClientError::Refused(WireError::Invalid(m))) => {
+                assert!(m.contains("ask for 1 to 1000 and follow next_after"), "{m}")
+            }
+            other => panic!("expected a refusal of a page of {limit}, got {other:?}"),
+        }
+    }
     assert_eq!(client.status().await.unwrap().counts.total(), 0, "nothing was written");
     cluster.shutdown().await;
 }
