@@ -40,7 +40,7 @@ use crate::{now_ms, Raft};
 const MAX_EXPIRE_BATCH: usize = 1000;
 /// Most finished tasks removed by one proposal: bounds the work of one
 /// apply (and so the pause it adds to heartbeats) on every replica.
-pub const MAX_PURGE_BATCH: u32 = 2000;
+const MAX_PURGE_BATCH: u32 = 2000;
 
 /// Starts the watcher that runs leader duties while this node leads.
 pub fn spawn(dispatcher: Dispatcher, shutdown: CancellationToken) -> JoinHandle<()> {

@@ -145,8 +145,6 @@ pub struct NodeReport {
     pub digest: u64,
     /// Its tasks by status.
     pub counts: Counts,
-    /// Rows in its table.
-    pub tasks: u64,
     /// Resident memory of its process.
     pub rss_bytes: u64,
     /// Bytes of its data dir (sled's files and the snapshot).

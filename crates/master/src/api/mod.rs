@@ -161,6 +161,7 @@ impl ClientService for Api {
     async fn submit(self, _: Context, tasks: Vec<NewTask>) -> Result<Vec<Submitted>, WireError> {
         self.submit_tasks(tasks).await
     }
+
     async fn request(
         self,
         _: Context,
@@ -170,6 +171,7 @@ impl ClientService for Api {
     ) -> Result<Assignment, WireError> {
         self.request_tasks(worker, max, wait_ms).await
     }
+
     async fn complete(
         self,
         _: Context,
@@ -179,6 +181,7 @@ impl ClientService for Api {
     ) -> Result<Outcome, WireError> {
         self.complete_one(lease, worker, result).await
     }
+
     async fn complete_and_request(
         self,
         _: Context,
@@ -188,6 +191,7 @@ impl ClientService for Api {
     ) -> Result<(Vec<Outcome>, Assignment), WireError> {
         self.complete_and_request_tasks(worker, results, max).await
     }
+
     async fn fail(
         self,
         _: Context,
@@ -197,6 +201,7 @@ impl ClientService for Api {
     ) -> Result<Outcome, WireError> {
         self.fail_one(lease, worker, error).await
     }
+
     async fn extend(
         self,
         _: Context,
@@ -205,9 +210,11 @@ impl ClientService for Api {
     ) -> Result<Outcome, WireError> {
         self.extend_one(lease, worker).await
     }
+
     async fn status(self, _: Context) -> Result<ClusterStatus, WireError> {
         self.cluster_status().await
     }
+
     async fn tasks(
         self,
         _: Context,
@@ -217,6 +224,7 @@ impl ClientService for Api {
     ) -> Result<TaskPage, WireError> {
         self.task_page(status, after, limit).await
     }
+
     async fn register(
         self,
         _: Context,
@@ -226,15 +234,19 @@ impl ClientService for Api {
     ) -> Result<u64, WireError> {
         self.register_push(worker, addr, capacity).await
     }
+
     async fn deregister(self, _: Context, worker: WorkerId) -> Result<(), WireError> {
         self.deregister_push(worker).await
     }
+
     async fn node_report(self, _: Context) -> NodeReport {
         self.report().await
     }
+
     async fn task(self, _: Context, id: TaskId) -> Result<Task, WireError> {
         self.one_task(id).await
     }
+
     async fn backup_open(self, _: Context) -> Result<BackupInfo, WireError> {
         self.backup_open_now().await
     }

@@ -50,6 +50,7 @@ impl Api {
             other => Err(unexpected(other)),
         }
     }
+
     pub(super) async fn deregister_push(&self, worker: WorkerId) -> Result<(), WireError> {
         match self.propose(Command::Deregister { worker, now_ms: now_ms() }).await? {
             Response::Outcome(_) => Ok(()),

@@ -47,6 +47,7 @@ impl Api {
             workers: self.0.board.status(),
         })
     }
+
     pub(super) async fn task_page(
         &self,
         status: Option<Status>,
@@ -68,6 +69,7 @@ impl Api {
             next_after: page.next_after,
         })
     }
+
     pub(super) async fn report(&self) -> NodeReport {
         let m = self.0.raft.metrics().borrow().clone();
         let a = self.0.applied.read().expect("applied lock");
@@ -86,12 +88,12 @@ impl Api {
             last_applied: a.last_applied.map(|l| l.index),
             digest: a.table.digest(),
             counts: a.table.counts(),
-            tasks: a.table.counts().total(),
             rss_bytes: resources::rss_bytes(),
             data_dir_bytes: resources::dir_bytes(&self.0.data_dir),
             snapshot_bytes: resources::file_bytes(&self.0.data_dir.join(store::SNAPSHOT_FILE)),
         }
     }
+
     pub(super) async fn one_task(&self, id: TaskId) -> Result<Task, WireError> {
         self.linearizable().await?;
         let a = self.0.applied.read().expect("applied lock");

@@ -26,6 +26,7 @@ impl Api {
             info!(%lease, %worker, ?outcome, "fenced {what}: not recorded");
         }
     }
+
     pub(super) fn idle(&self) -> u64 {
         self.0.applied.read().expect("applied lock").table.counts().idle
     }
@@ -112,6 +113,7 @@ impl Api {
             other => Err(unexpected(other)),
         }
     }
+
     pub(super) async fn request_tasks(
         &self,
         worker: WorkerId,
@@ -122,6 +124,7 @@ impl Api {
         Self::check_request(max, wait_ms)?;
         self.poll(&worker, max, wait_ms).await
     }
+
     pub(super) async fn complete_one(
         &self,
         lease: Lease,
@@ -133,6 +136,7 @@ impl Api {
         let cmd = Command::Complete { lease, worker: worker.clone(), result, now_ms: now_ms() };
         self.lease_command("completion", lease, &worker, cmd).await
     }
+
     pub(super) async fn complete_and_request_tasks(
         &self,
         worker: WorkerId,
@@ -194,6 +198,7 @@ impl Api {
         }
         Ok((outcomes, next))
     }
+
     pub(super) async fn fail_one(
         &self,
         lease: Lease,
@@ -205,6 +210,7 @@ impl Api {
         let cmd = Command::Fail { lease, worker: worker.clone(), error, now_ms: now_ms() };
         self.lease_command("failure report", lease, &worker, cmd).await
     }
+
     pub(super) async fn extend_one(
         &self,
         lease: Lease,

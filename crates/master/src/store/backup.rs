@@ -25,7 +25,7 @@ use taskraft_core::{Counts, Table};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 
 use super::snapshot::{decode_image, write_image};
-use super::state_machine::image_batch;
+use super::state_machine::table_batch;
 use super::{decode, encode, open_db, OpenError};
 
 const MAGIC: &[u8; 8] = b"TRBACKUP";
@@ -164,11 +164,6 @@ pub fn seed(
         payload: EntryPayload::Membership(membership.clone()),
     };
     let stored = StoredMembership::new(Some(first), membership);
-    let image = super::Image {
-        next_id: table.next_id(),
-        tasks: table.tasks().cloned().collect(),
-        push_workers: table.push_workers().cloned().collect(),
-    };
     for dir in dirs.values() {
         let shown = dir.display().to_string();
         let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
@@ -178,7 +173,7 @@ pub fn seed(
             .insert(0u64.to_be_bytes(), encode(&entry))
             .map_err(sled_err)?;
         let mut batch = sled::Batch::default();
-        image_batch(&mut batch, &image, Some(first), &stored);
+        table_batch(&mut batch, table, Some(first), &stored);
         db.open_tree("table").map_err(sled_err)?.apply_batch(batch).map_err(sled_err)?;
         db.flush().map_err(sled_err)?;
     }

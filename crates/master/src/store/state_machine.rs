@@ -22,13 +22,12 @@ use openraft::{
     StoredMembership,
 };
 use taskraft_core::{PushWorker, Response, Table, Task, TaskId};
-
-use super::snapshot::{
-    decode_image, encode_image, read_snapshot_file, write_snapshot_file, Image, SNAPSHOT_FILE,
-};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 
+use super::snapshot::{
+    decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
+};
 use super::{decode, encode};
 
 const LAST_APPLIED: &[u8] = b"m:last_applied";
@@ -43,22 +42,22 @@ fn row_key(id: TaskId) -> [u8; 9] {
     k
 }
 
-/// Adds to `batch` everything that makes the table tree hold `image`,
+/// Adds to `batch` everything that makes the table tree hold `table`,
 /// applied up to `last_applied` with `membership` (a snapshot installed, a
 /// backup restored).
-pub(super) fn image_batch(
+pub(super) fn table_batch(
     batch: &mut sled::Batch,
-    image: &Image,
+    table: &Table,
     last_applied: Option<LogId<NodeId>>,
     membership: &StoredMembership<NodeId, NodeInfo>,
 ) {
-    for task in &image.tasks {
+    for task in table.tasks() {
         batch.insert(&row_key(task.id), encode(task));
     }
     batch.insert(LAST_APPLIED, encode(&last_applied));
     batch.insert(MEMBERSHIP, encode(membership));
-    batch.insert(PUSH_WORKERS, encode(&image.push_workers));
-    batch.insert(NEXT_ID, encode(&image.next_id));
+    batch.insert(PUSH_WORKERS, encode(&table.push_workers().collect::<Vec<_>>()));
+    batch.insert(NEXT_ID, encode(&table.next_id()));
 }
 
 /// The applied state: the table and the log position it reflects.
@@ -238,9 +237,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let image = decode_image(&data).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
-        })?;
+        let table = decode_image(&data)
+            .map_err(|e| {
+                StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
+            })?
+            .into_table();
         let membership = meta.last_membership.clone();
         // Replace the whole state machine in one batch: rows absent from the
         // snapshot must not survive it.
@@ -249,7 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (k, _) = kv.map_err(|e| StorageIOError::write_state_machine(&e))?;
             batch.remove(k);
         }
-        image_batch(&mut batch, &image, meta.last_log_id, &membership);
+        table_batch(&mut batch, &table, meta.last_log_id, &membership);
         // The file first: a crash before the batch leaves the old table and a
         // newer snapshot, which openraft reconciles by installing it again.
         let (path, m) = (self.snapshot_path.clone(), meta.clone());
@@ -261,7 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         *self.applied.write().expect("applied lock") =
-            Applied { table: image.into_table(), last_applied: meta.last_log_id, membership };
+            Applied { table, last_applied: meta.last_log_id, membership };
         self.registry.send_modify(|v| *v += 1);
         self.applied_index.send_replace(index);
         Ok(())

@@ -129,10 +129,14 @@ pub async fn soak(target: Target, plan: SoakPlan) -> anyhow::Result<Outcome> {
 }
 
 /// Submits at `plan.rate` for `plan.duration`, keyed so that a retried
-/// submit is never recorded twice; returns the submits that failed for good.
+/// submit is never recorded twice; returns how many tasks could not be submitted.
 async fn produce(client: &Client, plan: SoakPlan, shared: &Shared) -> u64 {
     let started = Instant::now();
-    let run = started.elapsed().as_nanos() ^ std::process::id() as u128;
+    // Keys unique to this run, so that a submit never matches an earlier
+    // run's task on the same cluster (which would be counted as new here).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let (mut sent, mut errors) = (0u64, 0u64);
     let mut tick = tokio::time::interval(PRODUCER_TICK);
     while started.elapsed() < plan.warmup + plan.duration {
@@ -191,7 +195,7 @@ async fn sample_once(client: &Client, started: Instant) -> Vec<Sample> {
                 rss: r.rss_bytes,
                 disk: r.data_dir_bytes,
                 snapshot: r.snapshot_bytes,
-                tasks: r.tasks,
+                tasks: r.counts.total(),
             });
         }
     }
