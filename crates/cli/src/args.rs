@@ -37,8 +37,11 @@ pub enum Command {
     Wait(WaitArgs),
     /// Write a consistent, checksummed backup of the table (taken on the leader) to FILE.
     Backup(BackupArgs),
-    /// Offline: seed the empty data dirs of a new cluster (every [[node]] of --config) from a backup.
+    /// Offline: seed the empty data dirs of a new cluster (the initial members of --config) from a backup.
     Restore(RestoreArgs),
+    /// Change the cluster's masters online: list them, add one (learner, catch-up, voter), remove one.
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Run the standard workloads (W1 enqueue, W2 drain, W3 failover, W4 soak) and print their figures.
     Bench(BenchArgs),
 }
@@ -232,6 +235,44 @@ pub struct RestoreArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `taskraft member ...`.
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// The live membership: voters and learners, their role, log index and lag behind the leader.
+    List(ReadArgs),
+    /// Add master ID: as a learner, wait until it has caught up (a progress line), then make it a voter.
+    /// Start the node first (taskraft master --id ID, with an empty data dir).
+    Add(MemberAddArgs),
+    /// Remove master ID from the membership (the leader too: it steps down and another is elected).
+    /// Refused when the change could not reach a quorum. Stop the node and wipe its data dir afterwards.
+    Remove(MemberRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberAddArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The node's id.
+    pub id: u64,
+    /// The node's Raft address (default: its [[node]] entry in --config).
+    #[arg(long, requires = "client_addr")]
+    pub peer_addr: Option<String>,
+    /// The node's client address (default: its [[node]] entry in --config).
+    #[arg(long, requires = "peer_addr")]
+    pub client_addr: Option<String>,
+    /// Give up (exit 1, leaving a learner) if it has not caught up after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberRemoveArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The node's id.
+    pub id: u64,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,9 @@ pub fn main() -> ExitCode {
         .with_ansi(ansi)
         .init();
     abort_on_panic();
+    if prints_a_report(&cli.command) {
+        die_quietly_on_closed_stdout();
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(cmd::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,6 +61,30 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The read commands, whose output is often piped into `head` or `grep -q`.
+fn prints_a_report(command: &args::Command) -> bool {
+    use args::{Command, MemberCommand};
+    matches!(
+        command,
+        Command::Status(_)
+            | Command::Tasks(_)
+            | Command::Result(_)
+            | Command::Member(MemberCommand::List(_))
+    )
+}
+
+/// Restores the default SIGPIPE action, so that a reader that closes the
+/// pipe early ends this process quietly, like any Unix tool, instead of a
+/// panic on "Broken pipe". Only for commands that write nothing but their
+/// report: a master or a worker must never die of a closed socket or pipe.
+fn die_quietly_on_closed_stdout() {
+    // SAFETY: called before any thread is spawned; setting a signal's
+    // disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -42,13 +42,7 @@ pub fn status_json(s: &ClusterStatus) -> Value {
         "cluster": s.cluster,
         "term": s.term,
         "leader": leader.map(|m| json!({"id": m.id, "client_addr": m.client_addr})),
-        "members": s.members.iter().map(|m| json!({
-            "id": m.id,
-            "client_addr": m.client_addr,
-            "peer_addr": m.peer_addr,
-            "role": m.role,
-            "last_applied": m.last_applied,
-        })).collect::<Vec<_>>(),
+        "members": members_json(s),
         "counts": s.counts,
         "workers": s.workers.iter().map(|w| json!({
             "id": w.id.0,
@@ -62,6 +56,39 @@ pub fn status_json(s: &ClusterStatus) -> Value {
     })
 }
 
+/// The live membership, as `status --json` and `member list --json` show it.
+pub fn members_json(s: &ClusterStatus) -> Value {
+    s.members
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "client_addr": m.client_addr,
+                "peer_addr": m.peer_addr,
+                "role": m.role,
+                "voter": m.voter,
+                "last_applied": m.last_applied,
+                "lag": m.lag,
+            })
+        })
+        .collect()
+}
+
+/// One line per member.
+pub fn member_lines(s: &ClusterStatus) -> String {
+    let mut out = String::new();
+    for m in &s.members {
+        let applied = m.last_applied.map_or("-".to_string(), |i| i.to_string());
+        let lag = m.lag.map_or("-".to_string(), |i| i.to_string());
+        let kind = if m.voter { "voter" } else { "learner" };
+        out += &format!(
+            "  node {:<3} {:<12} {:<8} client {:<21} peer {:<21} log {:<8} lag {}\n",
+            m.id, m.role, kind, m.client_addr, m.peer_addr, applied, lag
+        );
+    }
+    out
+}
+
 /// `status` as text.
 pub fn status_text(s: &ClusterStatus) -> String {
     let mut out = format!("cluster {}  term {}", s.cluster, s.term);
@@ -69,13 +96,7 @@ pub fn status_text(s: &ClusterStatus) -> String {
         out += &format!("  leader node {} ({})", m.id, m.client_addr);
     }
     out.push('\n');
-    for m in &s.members {
-        let applied = m.last_applied.map_or("-".to_string(), |i| i.to_string());
-        out += &format!(
-            "  node {:<3} {:<12} client {:<21} peer {:<21} log {}\n",
-            m.id, m.role, m.client_addr, m.peer_addr, applied
-        );
-    }
+    out += &member_lines(s);
     for w in &s.workers {
         let health = if w.healthy { "healthy" } else { "unhealthy" };
         out += &format!(

@@ -8,6 +8,12 @@
 //! single attempt has its own deadline, so a paused or partitioned master
 //! costs at most that long.
 //!
+//! The client keeps its list of masters current: whenever it finds a new
+//! leader (and at least every [`MEMBERS_REFRESH`]), it reads the live
+//! membership from `status` and tries those addresses first, then its
+//! seeds. So a worker seeded with nodes 1 to 3 keeps working after node 1
+//! was replaced by node 4, and after nodes 2 and 3 go too.
+//!
 //! A call whose outcome is unknown (a timeout, a broken connection, an
 //! `Unavailable` answer) is retried only when retrying is safe: lease calls
 //! are fenced by the lease, `request` at worst leases a task that then
@@ -17,6 +23,9 @@
 #![warn(clippy::all)]
 
 mod backup;
+mod members;
+
+pub use members::Progress;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -89,10 +98,26 @@ enum Next {
     Backoff(String),
 }
 
+/// How often a client re-reads the live membership while its leader stays.
+pub const MEMBERS_REFRESH: Duration = Duration::from_secs(30);
+
 struct State {
     leader: Option<String>,
     next_seed: usize,
     conns: HashMap<String, ClientServiceClient>,
+    /// The client addresses of the live membership, as last read.
+    members: Vec<String>,
+    /// When the membership was last read.
+    refreshed: Option<Instant>,
+}
+
+impl State {
+    /// Where to look for the leader: the live members, then the seeds.
+    fn candidates(&self, seeds: &[String]) -> Vec<String> {
+        let mut all = self.members.clone();
+        all.extend(seeds.iter().filter(|s| !self.members.contains(s)).cloned());
+        all
+    }
 }
 
 /// A connection to a taskraft cluster through its seed list.
@@ -110,7 +135,13 @@ impl Client {
 
     /// A client with its own timing.
     pub fn with_options(seeds: Vec<String>, options: ClientOptions) -> Client {
-        let state = State { leader: None, next_seed: 0, conns: HashMap::new() };
+        let state = State {
+            leader: None,
+            next_seed: 0,
+            conns: HashMap::new(),
+            members: Vec::new(),
+            refreshed: None,
+        };
         Client { seeds, options, state: Mutex::new(state) }
     }
 
@@ -124,14 +155,56 @@ impl Client {
         self.state.lock().expect("client lock").leader.clone()
     }
 
+    /// The client addresses of the live membership, as last read (empty before the first read).
+    pub fn members(&self) -> Vec<String> {
+        self.state.lock().expect("client lock").members.clone()
+    }
+
     fn target(&self) -> Option<String> {
         let mut s = self.state.lock().expect("client lock");
         if let Some(l) = &s.leader {
             return Some(l.clone());
         }
-        let seed = self.seeds.get(s.next_seed % self.seeds.len().max(1))?.clone();
+        let candidates = s.candidates(&self.seeds);
+        let seed = candidates.get(s.next_seed % candidates.len().max(1))?.clone();
         s.next_seed += 1;
         Some(seed)
+    }
+
+    /// Records that `addr` answered as the leader; says whether the
+    /// membership should be read again (a new leader, or a stale list).
+    fn answered(&self, addr: String) -> bool {
+        let mut s = self.state.lock().expect("client lock");
+        let stale = s.refreshed.is_none_or(|at| at.elapsed() >= MEMBERS_REFRESH);
+        let new_leader = s.leader.as_deref() != Some(&addr);
+        s.leader = Some(addr);
+        if stale || new_leader {
+            s.refreshed = Some(Instant::now());
+        }
+        stale || new_leader
+    }
+
+    /// Takes the live membership of `status` as the list to try first.
+    fn learn(&self, status: &ClusterStatus) {
+        let members: Vec<String> = status.members.iter().map(|m| m.client_addr.clone()).collect();
+        if members.is_empty() {
+            return;
+        }
+        let mut s = self.state.lock().expect("client lock");
+        if s.members != members {
+            debug!(?members, "learned the live membership");
+            s.members = members;
+        }
+        s.refreshed = Some(Instant::now());
+    }
+
+    /// Reads the live membership from the leader at `conn` (one attempt).
+    async fn refresh_members(&self, conn: &ClientServiceClient) {
+        let mut ctx = context::current();
+        ctx.deadline = Instant::now() + self.options.call_timeout;
+        if let Ok(Ok(status)) = conn.status(ctx).await {
+            self.learn(&status);
+        }
     }
 
     async fn connection(&self, addr: &str) -> std::io::Result<ClientServiceClient> {
@@ -183,9 +256,11 @@ impl Client {
                 Ok(conn) => {
                     let mut ctx = context::current();
                     ctx.deadline = Instant::now() + self.options.call_timeout + extra;
-                    match f(conn, ctx).await {
+                    match f(conn.clone(), ctx).await {
                         Ok(Ok(v)) => {
-                            self.state.lock().expect("client lock").leader = Some(addr);
+                            if self.answered(addr) {
+                                self.refresh_members(&conn).await;
+                            }
                             return Ok(v);
                         }
                         Ok(Err(WireError::NotLeader { leader: Some(hint) }))
@@ -312,7 +387,10 @@ impl Client {
 
     /// Members, leader, term and counts.
     pub async fn status(&self) -> Result<ClusterStatus> {
-        self.call(Duration::ZERO, true, |c, ctx| async move { c.status(ctx).await }).await
+        let status =
+            self.call(Duration::ZERO, true, |c, ctx| async move { c.status(ctx).await }).await?;
+        self.learn(&status);
+        Ok(status)
     }
 
     /// A page of tasks in id order after `after`; follow `next_after` for the next.

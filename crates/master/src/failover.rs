@@ -121,8 +121,32 @@ impl LeaderWatch {
             }
             *detected = Some((leader, Instant::now()));
         }
-        let dead_term = m.vote.leader_id().term;
         info!(leader, %addr, "the leader's peer port refuses connections; calling an election now");
+        self.campaign(leader, m.vote.leader_id().term).await;
+    }
+
+    /// The leader removed itself from the membership and stepped down (it
+    /// said so over the peer port): campaign as if it had died.
+    pub fn leader_resigned(&self, leader: NodeId) {
+        let watch = self.clone();
+        tokio::spawn(async move {
+            let me = &watch.0;
+            let m = me.raft.metrics().borrow().clone();
+            let voter = m.membership_config.membership().voter_ids().any(|v| v == me.id);
+            if m.state != ServerState::Follower || m.current_leader != Some(leader) || !voter {
+                return;
+            }
+            *me.detected.lock().expect("detected lock") = Some((leader, Instant::now()));
+            info!(leader, "the leader removed itself from the cluster; calling an election now");
+            watch.campaign(leader, m.vote.leader_id().term).await;
+        });
+    }
+
+    /// Up to [`MAX_ROUNDS`] elections after `leader` (of `dead_term`) is gone,
+    /// stopping as soon as another leader is known or this node voted for
+    /// another candidate.
+    async fn campaign(&self, leader: NodeId, dead_term: u64) {
+        let me = &self.0;
         for _ in 0..MAX_ROUNDS {
             let m = me.raft.metrics().borrow().clone();
             let vote = m.vote.leader_id();

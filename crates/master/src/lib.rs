@@ -6,6 +6,9 @@
 //! - [`peer`] and [`api`]: the two services a node answers;
 //! - [`leader`]: the lease scanner, run only while this node leads;
 //! - [`failover`]: a follower campaigns at once when the leader's process is gone;
+//! - [`bootstrap`]: a node with an empty data dir never initializes a
+//!   cluster that exists, nor rejoins one as a member that lost its data;
+//! - [`membership`]: the rules a membership change passes before it starts;
 //! - [`node`]: wires it all together, and shuts it down in reverse order.
 
 #![warn(clippy::all)]
@@ -13,9 +16,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod bootstrap;
 pub mod dispatch;
 pub mod failover;
 pub mod leader;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod peer;

@@ -5,6 +5,10 @@
 //! (openraft calls it on every election). A client is dialled lazily and
 //! evicted when its connection breaks, so the next call re-dials.
 //!
+//! The network also remembers when each peer last answered an
+//! AppendEntries (a heartbeat at least): the leader's view of which members
+//! are up, which membership changes check before they start.
+//!
 //! Every call's deadline (and the connect timeout) is openraft's own
 //! `RPCOption::hard_ttl()`: a transport that waits longer than openraft does
 //! would stall elections.
@@ -14,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -24,7 +28,7 @@ use openraft::raft::{
 use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_proto::auth::Credentials;
-use taskraft_proto::peer::PeerServiceClient;
+use taskraft_proto::peer::{PeerProbe, PeerServiceClient};
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
 
 type Pool = Arc<Mutex<HashMap<String, PeerServiceClient>>>;
@@ -33,6 +37,21 @@ pub type Routes = Arc<BTreeMap<NodeId, String>>;
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
+/// When each peer last answered an AppendEntries of this node.
+#[derive(Clone, Default)]
+pub struct Liveness(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl Liveness {
+    fn answered(&self, id: NodeId) {
+        self.0.lock().expect("liveness lock").insert(id, Instant::now());
+    }
+
+    /// Whether `id` answered this node within `window`.
+    pub fn answered_within(&self, id: NodeId, window: Duration) -> bool {
+        self.0.lock().expect("liveness lock").get(&id).is_some_and(|at| at.elapsed() <= window)
+    }
+}
+
 /// Creates connections to peers; clones share the pool.
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
@@ -40,6 +59,7 @@ pub struct PeerNetwork {
     pool: Pool,
     routes: Routes,
     token: Credentials,
+    liveness: Liveness,
 }
 
 impl PeerNetwork {
@@ -51,7 +71,52 @@ impl PeerNetwork {
         routes: BTreeMap<NodeId, String>,
         token: Credentials,
     ) -> PeerNetwork {
-        PeerNetwork { me, pool: Pool::default(), routes: Arc::new(routes), token }
+        PeerNetwork {
+            me,
+            pool: Pool::default(),
+            routes: Arc::new(routes),
+            token,
+            liveness: Liveness::default(),
+        }
+    }
+
+    /// When each peer last answered this node's replication.
+    pub fn liveness(&self) -> Liveness {
+        self.liveness.clone()
+    }
+
+    fn conn(&self, target: NodeId, node: &NodeInfo) -> PeerConn {
+        let addr = self.routes.get(&target).unwrap_or(&node.peer_addr).clone();
+        PeerConn {
+            me: self.me,
+            target,
+            addr,
+            pool: self.pool.clone(),
+            token: self.token.clone(),
+            liveness: self.liveness.clone(),
+        }
+    }
+
+    /// Asks node `target` who it is and what membership it holds.
+    pub async fn probe(&self, target: NodeId, node: &NodeInfo, ttl: Duration) -> Option<PeerProbe> {
+        let conn = self.conn(target, node);
+        let client = conn.client(ttl).await.ok()?;
+        client
+            .probe(context_with(ttl))
+            .await
+            .map_err(|e| conn.transport_error::<Infallible>(e))
+            .ok()
+    }
+
+    /// Tells node `target` that this node, the leader, removed itself and
+    /// stepped down, so that it campaigns at once. Best effort.
+    pub async fn announce_resignation(&self, target: NodeId, node: &NodeInfo, ttl: Duration) {
+        let conn = self.conn(target, node);
+        if let Ok(client) = conn.client(ttl).await {
+            if let Err(e) = client.resigned(context_with(ttl), self.me).await {
+                conn.transport_error::<Infallible>(e);
+            }
+        }
     }
 }
 
@@ -62,14 +127,14 @@ pub struct PeerConn {
     addr: String,
     pool: Pool,
     token: Credentials,
+    liveness: Liveness,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConn;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConn {
-        let addr = self.routes.get(&target).unwrap_or(&node.peer_addr).clone();
-        PeerConn { me: self.me, target, addr, pool: self.pool.clone(), token: self.token.clone() }
+        self.conn(target, node)
     }
 }
 
@@ -126,7 +191,11 @@ impl RaftNetwork<TypeConfig> for PeerConn {
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let ttl = option.hard_ttl();
         let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
-        self.answer(c.append_entries(context_with(ttl), req).await)
+        let answer = self.answer(c.append_entries(context_with(ttl), req).await);
+        if answer.is_ok() {
+            self.liveness.answered(self.target);
+        }
+        answer
     }
 
     async fn install_snapshot(

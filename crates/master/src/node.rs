@@ -1,17 +1,20 @@
 //! [`Node`]: one master, wired from its `cluster.toml` entry.
 //!
-//! Start-up order: open the store, create Raft, serve peers, serve clients,
-//! initialize the cluster if this is the first start of its lowest-id node,
-//! then start leader duties and the election watchdog. Shutdown runs in
-//! reverse: stop accepting and cancel duties, stop Raft, drop the store.
+//! Start-up order: open the store, serve peers, and, when the store is
+//! blank, ask the other masters whether this node may start (see
+//! [`crate::bootstrap`]); then create Raft, serve clients, initialize the
+//! cluster when this is its very first start, and start leader duties and
+//! the election watchdog. Shutdown runs in reverse: stop accepting and
+//! cancel duties, stop Raft, drop the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use rand::Rng;
+use taskraft_proto::auth::PeerFilter;
 use taskraft_proto::{ClusterConfig, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -19,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::Api;
+use crate::bootstrap::{self, Decision};
 use crate::dispatch::{Dispatcher, PushBoard};
 use crate::failover::LeaderWatch;
 use crate::network::PeerNetwork;
@@ -41,6 +45,9 @@ pub enum NodeError {
     /// Raft failed to start or to initialize.
     #[error("raft: {0}")]
     Raft(String),
+    /// The data dir is blank but the cluster still counts this node as a member.
+    #[error(transparent)]
+    StillAMember(#[from] bootstrap::StillAMember),
 }
 
 /// Local start-up options that are not part of the shared config.
@@ -91,27 +98,42 @@ impl Node {
         let me = config.node(id).map_err(|e| NodeError::Config(e.to_string()))?;
         let token = config.credentials(true).map_err(|e| NodeError::Config(e.to_string()))?;
         let (log, sm) = store::open(&me.data_dir, &config.cluster.name)?;
+        let blank = log.is_blank();
         let raft_config = Arc::new(raft_config(config, id)?);
         let slice = (raft_config.election_timeout_min, raft_config.election_timeout_max);
-        let raft = Raft::new(
-            id,
-            raft_config,
-            PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone()),
-            log,
-            sm.clone(),
-        )
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let network = PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone());
         let shutdown = CancellationToken::new();
+        let peers = PeerServer::new(id, &config.cluster.name);
+        let mut tasks = vec![server::serve_peers(
+            peer_listener,
+            peers.clone(),
+            token.clone(),
+            peer_filter(config, &peers),
+            shutdown.clone(),
+        )];
+        let decision = if blank {
+            match bootstrap::resolve(config, id, &network).await {
+                Ok(decision) => Some(decision),
+                Err(e) => {
+                    shutdown.cancel();
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
+        let raft = Raft::new(id, raft_config, network.clone(), log, sm.clone())
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         let board = PushBoard::default();
         let api = Api::new(
             raft.clone(),
-            sm.applied(),
-            sm.subscribe(),
+            &sm,
             config.cluster.clone(),
             board.clone(),
             token.clone(),
             me.data_dir.clone(),
+            network,
         );
         let watch = LeaderWatch::new(
             raft.clone(),
@@ -121,18 +143,13 @@ impl Node {
             slice,
             config.cluster.heartbeat_interval_ms,
         );
-        let mut tasks = vec![
-            server::serve_peers(
-                peer_listener,
-                PeerServer::new(raft.clone(), watch.clone()),
-                token.clone(),
-                config.node.iter().map(|n| n.id).collect(),
-                watch,
-                shutdown.clone(),
-            ),
-            server::serve_clients(client_listener, api, token.clone(), shutdown.clone()),
-        ];
-        maybe_initialize(&raft, config, id).await?;
+        peers.open(raft.clone(), watch);
+        tasks.push(server::serve_clients(client_listener, api, token.clone(), shutdown.clone()));
+        match decision {
+            Some(Decision::Initialize) => initialize(&raft, config, id).await?,
+            Some(_) => info!(node = id, "empty data dir and no cluster lists this node: waiting to be added (taskraft member add {id})"),
+            None => {}
+        }
         let dispatcher = Dispatcher {
             raft: raft.clone(),
             applied: sm.applied(),
@@ -207,28 +224,25 @@ fn raft_config(config: &ClusterConfig, id: NodeId) -> Result<Config, NodeError> 
     raft.validate().map_err(|e| NodeError::Config(format!("raft settings: {e}")))
 }
 
-/// Initializes the cluster with every node of the config, once: only on the
-/// lowest-id node and only when its store has never been initialized. A
-/// restarted node never re-initializes; other nodes learn the membership
-/// from the leader.
-async fn maybe_initialize(
-    raft: &Raft,
-    config: &ClusterConfig,
-    id: NodeId,
-) -> Result<(), NodeError> {
-    let first = config.node.iter().map(|n| n.id).min() == Some(id);
-    let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
-    if !first || initialized {
-        return Ok(());
-    }
-    match raft.initialize(config.members()).await {
+/// Initializes a brand-new cluster with its initial members (see [`bootstrap`]).
+async fn initialize(raft: &Raft, config: &ClusterConfig, id: NodeId) -> Result<(), NodeError> {
+    let members = config.initial_membership();
+    match raft.initialize(members.clone()).await {
         Ok(()) => {
-            info!(node = id, "initialized a new cluster");
+            info!(node = id, members = ?members.keys().collect::<Vec<_>>(), "initialized a new cluster");
             Ok(())
         }
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(NodeError::Raft(e.to_string())),
     }
+}
+
+/// Which node ids the peer port accepts: the nodes of this node's config,
+/// and the members of the live membership (added with other addresses).
+fn peer_filter(config: &ClusterConfig, peers: &PeerServer) -> PeerFilter {
+    let listed: BTreeSet<NodeId> = config.node.iter().map(|n| n.id).collect();
+    let peers = peers.clone();
+    Arc::new(move |id| listed.contains(&id) || peers.member_ids().contains(&id))
 }
 
 /// Calls an election when no leader has been seen for three election

@@ -1,29 +1,75 @@
 //! [`PeerServer`]: answers the peer service by handing each message to Raft.
+//!
+//! The peer port opens before Raft starts: a node with an empty data dir
+//! first asks the other masters whether a cluster exists (see
+//! [`crate::bootstrap`]), and they ask it the same. Until [`PeerServer::open`]
+//! hands it Raft, the server answers `probe` as a blank node and refuses
+//! Raft traffic as stopped (senders retry, as for a node that is down).
 
-use openraft::error::InstallSnapshotError;
+use std::sync::{Arc, OnceLock};
+
+use openraft::error::{Fatal, InstallSnapshotError, RaftError as OpenraftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use tarpc::context::Context;
-use taskraft_proto::peer::PeerService;
+use taskraft_proto::peer::{PeerProbe, PeerService};
 use taskraft_proto::raft::RaftError;
 use taskraft_proto::{NodeId, TypeConfig};
 
 use crate::failover::LeaderWatch;
 use crate::Raft;
 
-/// The peer service of one node.
+/// The peer service of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct PeerServer {
-    raft: Raft,
-    watch: LeaderWatch,
+    id: NodeId,
+    cluster: Arc<str>,
+    started: Arc<OnceLock<(Raft, LeaderWatch)>>,
 }
 
 impl PeerServer {
-    /// Serves peers with `raft`; tells `watch` of votes refused for a shorter log.
-    pub fn new(raft: Raft, watch: LeaderWatch) -> PeerServer {
-        PeerServer { raft, watch }
+    /// The peer service of node `id` of cluster `cluster`, before Raft starts.
+    pub fn new(id: NodeId, cluster: &str) -> PeerServer {
+        PeerServer { id, cluster: cluster.into(), started: Arc::default() }
+    }
+
+    /// Hands Raft to the server: from now on it serves Raft traffic and
+    /// tells `watch` of votes refused for a shorter log.
+    pub fn open(&self, raft: Raft, watch: LeaderWatch) {
+        let _ = self.started.set((raft, watch));
+    }
+
+    /// Raft, or the error a node answers before its Raft started.
+    fn raft<E>(&self) -> Result<&(Raft, LeaderWatch), OpenraftError<NodeId, E>>
+    where
+        E: std::error::Error,
+    {
+        self.started.get().ok_or(OpenraftError::Fatal(Fatal::Stopped))
+    }
+
+    /// An inbound peer connection closed: the leader watch checks whether
+    /// the leader is gone.
+    pub fn connection_closed(&self) {
+        if let Some((_, watch)) = self.started.get() {
+            watch.connection_closed();
+        }
+    }
+
+    /// The ids of the live membership, once Raft runs.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        match self.started.get() {
+            Some((raft, _)) => raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -33,7 +79,7 @@ impl PeerService for PeerServer {
         _: Context,
         req: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<NodeId>, RaftError> {
-        self.raft.append_entries(req).await
+        self.raft()?.0.append_entries(req).await
     }
 
     async fn vote(
@@ -41,10 +87,11 @@ impl PeerService for PeerServer {
         _: Context,
         req: VoteRequest<NodeId>,
     ) -> Result<VoteResponse<NodeId>, RaftError> {
+        let (raft, watch) = self.raft()?;
         let candidate = (req.vote.leader_id().term, req.last_log_id);
-        let resp = self.raft.vote(req).await?;
+        let resp = raft.vote(req).await?;
         if !resp.vote_granted && resp.last_log_id > candidate.1 {
-            self.watch.refused_shorter_log(candidate.0);
+            watch.refused_shorter_log(candidate.0);
         }
         Ok(resp)
     }
@@ -54,6 +101,36 @@ impl PeerService for PeerServer {
         _: Context,
         req: InstallSnapshotRequest<TypeConfig>,
     ) -> Result<InstallSnapshotResponse<NodeId>, RaftError<InstallSnapshotError>> {
-        self.raft.install_snapshot(req).await
+        self.raft()?.0.install_snapshot(req).await
+    }
+
+    async fn probe(self, _: Context) -> PeerProbe {
+        let mut probe = PeerProbe {
+            id: self.id,
+            cluster: self.cluster.to_string(),
+            started: false,
+            initialized: false,
+            membership_index: None,
+            voters: Vec::new(),
+            learners: Vec::new(),
+            leader: None,
+        };
+        if let Some((raft, _)) = self.started.get() {
+            let m = raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            probe.started = true;
+            probe.membership_index = m.membership_config.log_id().map(|l| l.index);
+            probe.voters = membership.voter_ids().collect();
+            probe.learners = membership.learner_ids().collect();
+            probe.initialized = !probe.voters.is_empty() || m.last_log_index.is_some();
+            probe.leader = m.current_leader;
+        }
+        probe
+    }
+
+    async fn resigned(self, _: Context, leader: NodeId) {
+        if let Some((_, watch)) = self.started.get() {
+            watch.leader_resigned(leader);
+        }
     }
 }

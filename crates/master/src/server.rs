@@ -6,11 +6,9 @@
 //! connections already open are dropped then too, so a stopped node
 //! answers nothing.
 
-use std::collections::BTreeSet;
-
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
-use taskraft_proto::auth::Credentials;
+use taskraft_proto::auth::{Credentials, PeerFilter};
 use taskraft_proto::client::{ClientService, ClientServiceRequest, ClientServiceResponse};
 use taskraft_proto::peer::{PeerService, PeerServiceRequest, PeerServiceResponse};
 use taskraft_proto::transport;
@@ -19,17 +17,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
-use crate::failover::LeaderWatch;
 use crate::peer::PeerServer;
 
-/// Serves the peer service on `listener`. When a connection ends (not at
-/// shutdown), `watch` checks whether the leader is gone.
+/// Serves the peer service on `listener` to the nodes `members` accepts.
+/// When a connection ends (not at shutdown), the server's leader watch
+/// checks whether the leader is gone.
 pub fn serve_peers(
     listener: TcpListener,
     server: PeerServer,
     token: Credentials,
-    members: BTreeSet<u64>,
-    watch: LeaderWatch,
+    members: PeerFilter,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let incoming = transport::incoming::<
@@ -43,10 +40,10 @@ pub fn serve_peers(
             .for_each(|request| async {
                 tokio::spawn(request);
             });
-        let watch = watch.clone();
+        let server = server.clone();
         async move {
             served.await;
-            watch.connection_closed();
+            server.connection_closed();
         }
     })
 }

@@ -9,7 +9,6 @@
 //! Tokens are compared in constant time. Anything that is not a taskraft
 //! handshake (an HTTP request, garbage) is refused the same way.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -17,6 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::tls::Tls;
 
 const MAGIC: &[u8; 5] = b"TRFT1";
+
+/// Which node ids a peer port accepts (the nodes of the config and of the
+/// live membership, which can change while the node runs).
+pub type PeerFilter = Arc<dyn Fn(u64) -> bool + Send + Sync>;
 /// Longest token accepted.
 pub const MAX_TOKEN_BYTES: usize = 1024;
 
@@ -101,12 +104,12 @@ pub async fn offer<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Server side: reads and checks the handshake (and, when `members` is
-/// given, that the sender is one); on refusal tells the peer why and returns
+/// given, that it accepts the sender); on refusal tells the peer why and returns
 /// the reason (for the node's log).
 pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     token: &Credentials,
-    members: Option<&BTreeSet<u64>>,
+    members: Option<&PeerFilter>,
 ) -> Result<(), String> {
     let verdict = read_hello(stream, token, members).await;
     match &verdict {
@@ -125,7 +128,7 @@ pub async fn check<S: AsyncRead + AsyncWrite + Unpin>(
 async fn read_hello<S: AsyncRead + Unpin>(
     stream: &mut S,
     token: &Credentials,
-    members: Option<&BTreeSet<u64>>,
+    members: Option<&PeerFilter>,
 ) -> Result<(), String> {
     let mut magic = [0u8; 5];
     stream.read_exact(&mut magic).await.map_err(|e| format!("no handshake: {e}"))?;
@@ -143,7 +146,7 @@ async fn read_hello<S: AsyncRead + Unpin>(
         return Err("wrong or missing cluster token".into());
     }
     match members {
-        Some(m) if !m.contains(&node) => {
+        Some(accepts) if !accepts(node) => {
             Err(format!("node {node} is not a member of this cluster"))
         }
         _ => Ok(()),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use taskraft_core::{Counts, Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
 
 use crate::error::WireError;
-use crate::raft::NodeId;
+use crate::raft::{NodeId, NodeInfo};
 
 /// Longest long-poll a `request` may ask for.
 pub const MAX_WAIT_MS: u64 = 60_000;
@@ -24,6 +24,9 @@ pub const MAX_PAGE_TASKS: u32 = 1000;
 pub const MAX_PAGE_BYTES: usize = 8 << 20;
 /// Most rows one `tasks` call examines (with a status filter that matches few).
 pub const MAX_PAGE_SCAN: usize = 100_000;
+
+/// A learner is promoted to voter only when it lags the leader by at most this many entries.
+pub const MAX_PROMOTE_LAG: u64 = 500;
 
 /// Largest chunk one `backup_read` returns.
 pub const MAX_BACKUP_CHUNK: u32 = 4 << 20;
@@ -86,8 +89,12 @@ pub struct MemberStatus {
     pub peer_addr: String,
     /// `leader`, `follower`, `learner` or `unreachable`.
     pub role: String,
+    /// Whether it votes (in either half of a joint membership during a change).
+    pub voter: bool,
     /// Highest log index known to be on this node (as the leader sees it).
     pub last_applied: Option<u64>,
+    /// Entries the leader has that this node is not known to hold.
+    pub lag: Option<u64>,
 }
 
 /// The answer to `status`.
@@ -99,8 +106,10 @@ pub struct ClusterStatus {
     pub term: u64,
     /// The leader (the node that answered).
     pub leader: Option<NodeId>,
-    /// Every member and learner.
+    /// Every member and learner: the live membership, not the config file.
     pub members: Vec<MemberStatus>,
+    /// Whether a membership change is under way (the joint configuration is in force).
+    pub changing: bool,
     /// Tasks by status.
     pub counts: Counts,
     /// Last log index on the leader.
@@ -206,4 +215,16 @@ pub trait ClientService {
     async fn register(worker: WorkerId, addr: String, capacity: u32) -> Result<u64, WireError>;
     /// Removes a push worker's registration.
     async fn deregister(worker: WorkerId) -> Result<(), WireError>;
+    /// Adds master `id`, reached at `node`, as a learner: the leader starts
+    /// replicating to it (a snapshot if it is far behind). Idempotent; a
+    /// voter stays a voter.
+    async fn add_learner(id: NodeId, node: NodeInfo) -> Result<(), WireError>;
+    /// Makes learner `id` a voter (joint consensus). Refused while it lags
+    /// behind or when the change could not reach a quorum. Idempotent.
+    async fn promote(id: NodeId) -> Result<(), WireError>;
+    /// Removes master `id` (voter or learner) from the membership. Removing
+    /// the leader: it commits the change, steps down and has the remaining
+    /// voters elect at once. Refused when the change could not reach a
+    /// quorum or would leave no voter. Removing a non-member does nothing.
+    async fn remove_member(id: NodeId) -> Result<(), WireError>;
 }

@@ -4,7 +4,6 @@
 //! it; every error names the field and says what would fix it.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -12,7 +11,6 @@ use serde::Deserialize;
 use crate::auth::Credentials;
 use crate::raft::NodeId;
 use crate::tls::Tls;
-use crate::transport::MAX_FRAME_BYTES;
 
 /// The whole of `cluster.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -69,6 +67,11 @@ pub struct ClusterSettings {
     /// A completed or dead task is removed this long after it finished; 0 keeps every task forever.
     #[serde(default = "defaults::retention_ms")]
     pub retention_ms: u64,
+    /// The `[[node]]` ids that form a brand-new cluster (default: every node).
+    /// Nodes listed but not here start empty and wait to be added with
+    /// `taskraft member add`. Read only on a cluster's very first start.
+    #[serde(default)]
+    pub initial_members: Option<Vec<NodeId>>,
     /// Shared secret every connection must prove (TASKRAFT_TOKEN overrides it).
     #[serde(default)]
     pub token: Option<String>,
@@ -171,132 +174,6 @@ impl ClusterConfig {
         Ok(config)
     }
 
-    /// Checks every field; the first problem is returned.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let c = &self.cluster;
-        if c.name.trim().is_empty() {
-            return Err(invalid("cluster.name", "must not be empty"));
-        }
-        for (field, value) in [
-            ("cluster.lease_timeout_ms", c.lease_timeout_ms),
-            ("cluster.scan_interval_ms", c.scan_interval_ms),
-            ("cluster.heartbeat_interval_ms", c.heartbeat_interval_ms),
-        ] {
-            if value == 0 {
-                return Err(invalid(field, "must be greater than 0"));
-            }
-        }
-        let [min, max] = c.election_timeout_ms;
-        if min >= max {
-            return Err(invalid(
-                "cluster.election_timeout_ms",
-                format!("[{min}, {max}]: the first value must be below the second"),
-            ));
-        }
-        if c.heartbeat_interval_ms >= min {
-            return Err(invalid(
-                "cluster.heartbeat_interval_ms",
-                format!(
-                    "{} must be below the election timeout's minimum {min}",
-                    c.heartbeat_interval_ms
-                ),
-            ));
-        }
-        if c.token.is_some() && c.token_file.is_some() {
-            return Err(invalid("cluster.token_file", "set token or token_file, not both"));
-        }
-        if c.token.as_ref().is_some_and(|t| t.is_empty() || t.len() > crate::auth::MAX_TOKEN_BYTES)
-        {
-            return Err(invalid("cluster.token", "must be 1 to 1024 bytes"));
-        }
-        if c.tls_cert.is_some() != c.tls_key.is_some() {
-            return Err(invalid("cluster.tls_key", "set tls_cert and tls_key together"));
-        }
-        if c.tls_cert.is_some() && c.tls_ca.is_none() {
-            return Err(invalid(
-                "cluster.tls_ca",
-                "TLS needs the CA that signed the nodes' certificates",
-            ));
-        }
-        if c.retention_ms != 0 && c.retention_ms < MIN_RETENTION_MS {
-            return Err(invalid(
-                "cluster.retention_ms",
-                format!(
-                    "{} ms is too short for clients to read a result; use 0 (keep forever) or at least {MIN_RETENTION_MS}",
-                    c.retention_ms
-                ),
-            ));
-        }
-        if c.max_attempts == 0 {
-            return Err(invalid("cluster.max_attempts", "must be at least 1"));
-        }
-        let frame_budget = (MAX_FRAME_BYTES / 2) as u64;
-        if c.max_payload_bytes == 0 || c.max_payload_bytes > frame_budget {
-            return Err(invalid(
-                "cluster.max_payload_bytes",
-                format!("must be between 1 and {frame_budget}"),
-            ));
-        }
-        self.validate_nodes()
-    }
-
-    fn validate_nodes(&self) -> Result<(), ConfigError> {
-        let n = self.node.len();
-        if n == 0 || n.is_multiple_of(2) {
-            return Err(invalid("node", format!("{n} nodes listed; a cluster needs an odd number (1, 3 or 5) of [[node]] tables")));
-        }
-        let mut ids = BTreeSet::new();
-        let mut addrs = BTreeSet::new();
-        for (i, node) in self.node.iter().enumerate() {
-            let at = format!("node[{i}]");
-            if node.id == 0 {
-                return Err(invalid(format!("{at}.id"), "must be greater than 0"));
-            }
-            if !ids.insert(node.id) {
-                return Err(invalid(
-                    format!("{at}.id"),
-                    format!("id {} is used by two nodes", node.id),
-                ));
-            }
-            for (field, addr) in
-                [("peer_addr", &node.peer_addr), ("client_addr", &node.client_addr)]
-            {
-                if addr.parse::<SocketAddr>().is_err() {
-                    return Err(invalid(
-                        format!("{at}.{field}"),
-                        format!("{addr:?} is not an IP:port address"),
-                    ));
-                }
-                if !addrs.insert(addr.clone()) {
-                    return Err(invalid(format!("{at}.{field}"), format!("{addr} is used twice")));
-                }
-            }
-            if node.data_dir.as_os_str().is_empty() {
-                return Err(invalid(format!("{at}.data_dir"), "must not be empty"));
-            }
-        }
-        let mut push_ids = BTreeSet::new();
-        for (i, w) in self.push_worker.iter().enumerate() {
-            let at = format!("push_worker[{i}]");
-            if w.id.trim().is_empty() || !push_ids.insert(w.id.clone()) {
-                return Err(invalid(
-                    format!("{at}.id"),
-                    format!("{:?} is empty or used twice", w.id),
-                ));
-            }
-            if w.addr.parse::<SocketAddr>().is_err() {
-                return Err(invalid(
-                    format!("{at}.addr"),
-                    format!("{:?} is not an IP:port address", w.addr),
-                ));
-            }
-            if w.capacity == 0 || w.capacity > 256 {
-                return Err(invalid(format!("{at}.capacity"), "must be between 1 and 256"));
-            }
-        }
-        Ok(())
-    }
-
     /// The node with this id, or an error that lists the ids there are.
     pub fn node(&self, id: NodeId) -> Result<&NodeConfig, ConfigError> {
         self.node.iter().find(|n| n.id == id).ok_or_else(|| {
@@ -325,18 +202,25 @@ impl ClusterConfig {
         self.node.iter().map(|n| n.client_addr.clone()).collect()
     }
 
-    /// Every node as a Raft member: the voters of a brand-new cluster.
-    pub fn members(&self) -> std::collections::BTreeMap<NodeId, crate::NodeInfo> {
-        self.node
-            .iter()
-            .map(|n| {
-                let info = crate::NodeInfo {
-                    peer_addr: n.peer_addr.clone(),
-                    client_addr: n.client_addr.clone(),
-                };
-                (n.id, info)
-            })
-            .collect()
+    /// The ids of `initial_members` (every node when it is not set).
+    pub fn initial_ids(&self) -> BTreeSet<NodeId> {
+        match &self.cluster.initial_members {
+            Some(ids) => ids.iter().copied().collect(),
+            None => self.node.iter().map(|n| n.id).collect(),
+        }
+    }
+
+    /// The voters of a brand-new cluster: the `initial_members`, with their addresses.
+    pub fn initial_membership(&self) -> std::collections::BTreeMap<NodeId, crate::NodeInfo> {
+        let ids = self.initial_ids();
+        self.node.iter().filter(|n| ids.contains(&n.id)).map(|n| (n.id, n.info())).collect()
+    }
+}
+
+impl NodeConfig {
+    /// The addresses this node is reached at, as Raft's membership stores them.
+    pub fn info(&self) -> crate::NodeInfo {
+        crate::NodeInfo { peer_addr: self.peer_addr.clone(), client_addr: self.client_addr.clone() }
     }
 }
 
@@ -373,6 +257,8 @@ pub fn token_from_env(
         None => Ok(Credentials::default()),
     }
 }
+
+mod validate;
 
 #[cfg(test)]
 mod tests;

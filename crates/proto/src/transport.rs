@@ -2,7 +2,6 @@
 //! length-delimited bincode frames, and a frame limit large enough for
 //! snapshot chunks and batched submits.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
@@ -58,14 +57,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn incoming<In, Out>(
     listener: TcpListener,
     token: Credentials,
-    members: Option<BTreeSet<u64>>,
+    members: Option<auth::PeerFilter>,
 ) -> impl Stream<Item = TcpTransport<In, Out>>
 where
     In: DeserializeOwned + Send + 'static,
     Out: Serialize + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<TcpTransport<In, Out>>(64);
-    let members = members.map(std::sync::Arc::new);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -87,7 +85,7 @@ where
                         }
                         None => Box::new(tcp),
                     };
-                    auth::check(&mut stream, &token, members.as_deref()).await.map(|()| stream)
+                    auth::check(&mut stream, &token, members.as_ref()).await.map(|()| stream)
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, check).await {
                     Ok(Ok(stream)) => _ = tx.send(framed(stream)).await,

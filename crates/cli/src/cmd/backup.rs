@@ -40,8 +40,15 @@ pub fn restore(args: RestoreArgs) -> Result<(), Failure> {
         .with_context(|| format!("reading {}", args.file.display()))
         .map_err(Failure::Usage)?;
     let (header, table) = read_backup(&bytes).map_err(|e| Failure::Usage(e.into()))?;
-    let dirs = config.node.iter().map(|n| (n.id, args.data_root.join(&n.data_dir))).collect();
-    let members = config.members();
+    // Only the initial members are seeded; other listed nodes start empty
+    // and wait to be added, as on a brand-new cluster.
+    let members = config.initial_membership();
+    let dirs = config
+        .node
+        .iter()
+        .filter(|n| members.contains_key(&n.id))
+        .map(|n| (n.id, args.data_root.join(&n.data_dir)))
+        .collect();
     seed(&dirs, &members, &config.cluster.name, &table).map_err(|e| match e {
         RestoreError::NotEmpty(_) | RestoreError::Bad(_) => Failure::Usage(e.into()),
         other => Failure::Failed(anyhow!(other)),

@@ -20,6 +20,8 @@ pub async fn run(args: MasterArgs) -> Result<(), Failure> {
     }
     let node = Node::start(&config, args.id, options).await.map_err(|e| match e {
         taskraft_master::NodeError::Config(m) => Failure::Usage(anyhow!(m)),
+        // Restarting will not help: the operator must replace the node.
+        e @ taskraft_master::NodeError::StillAMember(_) => Failure::Usage(e.into()),
         other => Failure::Failed(other.into()),
     })?;
     super::shutdown_signal().cancelled().await;

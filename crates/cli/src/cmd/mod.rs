@@ -3,6 +3,7 @@
 mod backup;
 mod bench;
 mod master;
+mod member;
 mod read;
 mod submit;
 mod wait;
@@ -32,6 +33,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Backup(a) => backup::backup(a).await,
         Command::Restore(a) => backup::restore(a),
         Command::Bench(a) => bench::run(a).await,
+        Command::Member(c) => member::run(c).await,
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`work`]: submit and the worker protocol (request, complete, fail, extend);
 //! - [`read`]: status, tasks, task, node_report;
 //! - [`push`]: push worker registration;
-//! - [`backup`]: consistent images of the table, streamed in chunks.
+//! - [`backup`]: consistent images of the table, streamed in chunks;
+//! - [`members`]: membership changes (add a learner, promote, remove).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -38,8 +39,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::dispatch::{self, PushBoard, REGISTRATION_TTL_MS, RENEW_INTERVAL_MS};
+use crate::network::PeerNetwork;
 use crate::proposer::Proposer;
-use crate::store::Applied;
+use crate::store::{Applied, StateMachine};
 use crate::{now_ms, Raft};
 
 /// Longest idempotency key accepted.
@@ -66,32 +68,35 @@ struct Inner {
     data_dir: PathBuf,
     /// Backups being read from this node.
     backups: backup::Backups,
+    /// The peer network: which peers answer, and the resignation notice.
+    network: PeerNetwork,
 }
 
 mod backup;
 mod checks;
+mod members;
 mod push;
 mod read;
 mod work;
 
 impl Api {
-    /// The API of a node whose Raft is `raft` and whose table is `applied`.
+    /// The API of a node whose Raft is `raft` and whose table `sm` holds.
     pub fn new(
         raft: Raft,
-        applied: Arc<RwLock<Applied>>,
-        applied_index: watch::Receiver<u64>,
+        sm: &StateMachine,
         settings: ClusterSettings,
         board: PushBoard,
         token: Credentials,
         data_dir: PathBuf,
+        network: PeerNetwork,
     ) -> Api {
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
         let proposer = Proposer::spawn(raft.clone());
         Api(Arc::new(Inner {
             raft,
-            applied,
-            applied_index,
+            applied: sm.applied(),
+            applied_index: sm.subscribe(),
             settings,
             propose_timeout,
             board,
@@ -99,6 +104,7 @@ impl Api {
             token,
             data_dir,
             backups: backup::Backups::default(),
+            network,
         }))
     }
 
@@ -259,5 +265,17 @@ impl ClientService for Api {
         len: u32,
     ) -> Result<Vec<u8>, WireError> {
         self.backup_read_now(id, offset, len).await
+    }
+
+    async fn add_learner(self, _: Context, id: NodeId, node: NodeInfo) -> Result<(), WireError> {
+        self.add_learner_now(id, node).await
+    }
+
+    async fn promote(self, _: Context, id: NodeId) -> Result<(), WireError> {
+        self.promote_now(id).await
+    }
+
+    async fn remove_member(self, _: Context, id: NodeId) -> Result<(), WireError> {
+        self.remove_now(id).await
     }
 }

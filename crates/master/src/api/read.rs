@@ -11,28 +11,36 @@ impl Api {
         let counts = self.0.applied.read().expect("applied lock").table.counts();
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let replication = m.replication.clone().unwrap_or_default();
         let members = membership
             .nodes()
             .map(|(id, node)| {
-                let matched = replication.get(id).cloned().flatten().map(|l| l.index);
+                let lag = Self::lag_of(&m, *id);
+                let voter = voters.contains(id);
                 let role = if *id == m.id {
                     "leader"
-                } else if matched.is_none() {
+                } else if !self.is_up(&m, *id) {
                     "unreachable"
-                } else if voters.contains(id) {
+                } else if voter {
                     "follower"
                 } else {
                     "learner"
                 };
-                let last_applied =
-                    if *id == m.id { m.last_applied.map(|l| l.index) } else { matched };
+                let last_applied = if *id == m.id {
+                    m.last_applied.map(|l| l.index)
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(id).cloned().flatten())
+                        .map(|l| l.index)
+                };
                 MemberStatus {
                     id: *id,
                     client_addr: node.client_addr.clone(),
                     peer_addr: node.peer_addr.clone(),
                     role: role.into(),
+                    voter,
                     last_applied,
+                    lag,
                 }
             })
             .collect();
@@ -41,6 +49,7 @@ impl Api {
             term: m.current_term,
             leader: Some(m.id),
             members,
+            changing: membership.get_joint_config().len() > 1,
             counts,
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),

@@ -29,6 +29,15 @@ impl LogStore {
         LogStore { log, meta }
     }
 
+    /// Whether this node has never voted, nor held a log entry: a data dir
+    /// that was just created (or wiped). Such a node must find out from its
+    /// peers whether a cluster exists before it takes part in one.
+    pub fn is_blank(&self) -> bool {
+        let never_voted = matches!(self.meta.get("vote"), Ok(None));
+        let no_log = self.log.is_empty() && matches!(self.meta.get("last_purged"), Ok(None));
+        never_voted && no_log
+    }
+
     fn get_meta<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,

@@ -56,7 +56,7 @@ fn even_node_count_is_refused() {
     let two = &GOOD[..GOOD.find("[[node]]\n    id = 3").unwrap()];
     assert!(error_of(two).contains("2 nodes listed"), "{}", error_of(two));
     let none = &GOOD[..GOOD.find("[[node]]").unwrap()];
-    assert!(error_of(none).contains("0 nodes listed"), "{}", error_of(none));
+    assert!(error_of(none).contains("no [[node]] tables"), "{}", error_of(none));
 }
 
 #[test]
@@ -83,4 +83,39 @@ fn a_retention_too_short_to_read_a_result_is_refused() {
     assert!(error_of(&text).contains("cluster.retention_ms: 10 ms is too short"));
     let keep = GOOD.replace("name = \"demo\"", "name = \"demo\"\nretention_ms = 0");
     assert_eq!(ClusterConfig::parse(&keep).unwrap().cluster.retention_ms, 0);
+}
+
+#[test]
+fn initial_members_default_to_every_node_and_may_name_a_subset() {
+    let c = ClusterConfig::parse(GOOD).unwrap();
+    assert_eq!(c.initial_ids(), BTreeSet::from([1, 2, 3]));
+    let one = GOOD.replace("name = \"demo\"", "name = \"demo\"\ninitial_members = [2]");
+    let c = ClusterConfig::parse(&one).unwrap();
+    assert_eq!(c.initial_ids(), BTreeSet::from([2]));
+    assert_eq!(c.initial_membership().keys().copied().collect::<Vec<_>>(), vec![2]);
+}
+
+#[test]
+fn initial_members_must_be_listed_odd_and_unique() {
+    let with = |ids: &str| {
+        GOOD.replace("name = \"demo\"", &format!("name = \"demo\"\ninitial_members = {ids}"))
+    };
+    let e = error_of(&with("[1, 4, 2]"));
+    assert!(e.contains("cluster.initial_members") && e.contains("4 is not the id"), "{e}");
+    let e = error_of(&with("[1, 2]"));
+    assert!(e.contains("cluster.initial_members") && e.contains("2 initial members"), "{e}");
+    let e = error_of(&with("[1, 1, 2]"));
+    assert!(e.contains("1 is listed twice"), "{e}");
+    let e = error_of(&with("[]"));
+    assert!(e.contains("0 initial members"), "{e}");
+}
+
+#[test]
+fn four_listed_nodes_are_fine_when_three_form_the_cluster() {
+    let four = format!(
+        "{GOOD}\n[[node]]\nid = 4\npeer_addr = \"127.0.0.1:7104\"\nclient_addr = \"127.0.0.1:7004\"\ndata_dir = \"data/node4\"\n"
+    );
+    assert!(error_of(&four).contains("4 nodes listed"), "{}", error_of(&four));
+    let text = four.replace("name = \"demo\"", "name = \"demo\"\ninitial_members = [1, 2, 3]");
+    assert_eq!(ClusterConfig::parse(&text).unwrap().initial_ids(), BTreeSet::from([1, 2, 3]));
 }
