@@ -45,15 +45,20 @@ impl TestCluster {
         }
         let config =
             ClusterConfig::parse(&config_text("test", dir.path(), &addrs, extra)).expect("config");
-        let mut nodes = BTreeMap::new();
+        // All at once: a blank node waits for the others to answer before
+        // its Raft starts (see taskraft_master::bootstrap).
+        let mut starting = tokio::task::JoinSet::new();
         for (i, (peer, client)) in listeners.into_iter().enumerate() {
-            let id = i as NodeId + 1;
-            nodes.insert(
-                id,
-                Node::start_on(&config, id, peer, client, NodeOptions::default())
-                    .await
-                    .expect("start node"),
-            );
+            let (id, config) = (i as NodeId + 1, config.clone());
+            starting.spawn(async move {
+                let node = Node::start_on(&config, id, peer, client, NodeOptions::default()).await;
+                (id, node.expect("start node"))
+            });
+        }
+        let mut nodes = BTreeMap::new();
+        while let Some(started) = starting.join_next().await {
+            let (id, node) = started.expect("start task");
+            nodes.insert(id, node);
         }
         TestCluster { config, dir, nodes }
     }

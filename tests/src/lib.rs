@@ -3,7 +3,8 @@
 //! - [`TestCluster`]: masters in this process (each a full `Node` with its
 //!   own sled dir and ports bound on 127.0.0.1:0), stopped and restarted at will;
 //! - [`ProcCluster`]: masters as child processes of the real binary, for
-//!   SIGKILL / SIGSTOP / SIGCONT.
+//!   SIGKILL / SIGSTOP / SIGCONT;
+//! - [`story::Story`]: a cluster under a checked load, for fault stories.
 //!
 //! Both wait on conditions with deadlines, never on fixed sleeps alone.
 
@@ -11,6 +12,7 @@ pub mod check;
 pub mod cluster;
 pub mod process;
 pub mod proxy;
+pub mod story;
 
 pub use cluster::TestCluster;
 pub use process::ProcCluster;

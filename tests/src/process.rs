@@ -73,9 +73,28 @@ impl ProcCluster {
         ProcCluster::launch(bin, n, extra, BTreeMap::new())
     }
 
+    /// Lists `listed` nodes in the config but forms the cluster of the first
+    /// `initial` (`initial_members`), and starts only those: the others are
+    /// spares, for `taskraft member add`.
+    pub fn start_with_spares(bin: &str, listed: usize, initial: usize, extra: &str) -> ProcCluster {
+        let addrs = (0..listed).map(|_| (free_addr(), free_addr())).collect();
+        let extra = format!("{}\n{extra}", initial_members(initial));
+        ProcCluster::launch_at(bin, addrs, &extra, BTreeMap::new(), initial)
+    }
+
     /// Like [`ProcCluster::start`], with a [`Proxy`] on every peer link
     /// (one per ordered pair of nodes), so links can be cut, blackholed or delayed.
     pub async fn start_proxied(bin: &str, n: usize, extra: &str) -> ProcCluster {
+        ProcCluster::start_proxied_with_spares(bin, n, n, extra).await
+    }
+
+    /// [`ProcCluster::start_with_spares`] behind proxies.
+    pub async fn start_proxied_with_spares(
+        bin: &str,
+        n: usize,
+        initial: usize,
+        extra: &str,
+    ) -> ProcCluster {
         let addrs: Vec<(String, String)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
         let mut links = BTreeMap::new();
         for from in 1..=n {
@@ -84,7 +103,8 @@ impl ProcCluster {
                 links.insert((from as NodeId, to as NodeId), proxy);
             }
         }
-        ProcCluster::launch_at(bin, addrs, extra, links)
+        let extra = format!("{}\n{extra}", initial_members(initial));
+        ProcCluster::launch_at(bin, addrs, &extra, links, initial)
     }
 
     fn launch(
@@ -94,16 +114,17 @@ impl ProcCluster {
         links: BTreeMap<(NodeId, NodeId), Proxy>,
     ) -> ProcCluster {
         let addrs = (0..n).map(|_| (free_addr(), free_addr())).collect();
-        ProcCluster::launch_at(bin, addrs, extra, links)
+        ProcCluster::launch_at(bin, addrs, extra, links, n)
     }
 
-    /// Writes the config for nodes at `addrs` and starts them, dialling each
-    /// other through `links` where given.
+    /// Writes the config for nodes at `addrs` and starts the first `start`
+    /// of them, dialling each other through `links` where given.
     fn launch_at(
         bin: &str,
         addrs: Vec<(String, String)>,
         extra: &str,
         links: BTreeMap<(NodeId, NodeId), Proxy>,
+        start: usize,
     ) -> ProcCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = config_text("proc", dir.path(), &addrs, extra);
@@ -118,10 +139,27 @@ impl ProcCluster {
             nodes: BTreeMap::new(),
             links,
         };
-        for id in 1..=addrs.len() as NodeId {
+        for id in 1..=start as NodeId {
             cluster.start_node(id);
         }
         cluster
+    }
+
+    /// Sets the link from `from` to `to` to `mode`.
+    pub fn link(&self, from: NodeId, to: NodeId, mode: Mode) {
+        self.links[&(from, to)].set(mode);
+    }
+
+    /// SIGKILLs a master and deletes its data dir: a machine lost for good.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.kill(id);
+        let dir = &self.config.node(id).expect("listed node").data_dir;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Takes master `id` out of the running set without killing it (it exited by itself).
+    pub fn take(&mut self, id: NodeId) -> Option<Proc> {
+        self.nodes.remove(&id)
     }
 
     /// Sets every link into and out of `id` to `mode`.
@@ -234,6 +272,33 @@ impl ProcCluster {
             .expect("run taskraft")
     }
 
+    /// Like [`ProcCluster::cli`], without blocking the test's runtime, and
+    /// asserting that the command succeeds; returns what it printed
+    /// (stdout, then stderr).
+    pub async fn cli_ok(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(&self.bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("TASKRAFT_SEEDS")
+            .output()
+            .await
+            .expect("run taskraft");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "taskraft {} failed: {text}", args.join(" "));
+        text
+    }
+
+    /// The voters of the live membership, as the leader reports them.
+    pub async fn voters(&self) -> Vec<NodeId> {
+        let status = self.client().status().await.expect("status");
+        status.members.iter().filter(|m| m.voter).map(|m| m.id).collect()
+    }
+
     /// Starts a worker process (`taskraft worker --config ... ARGS`), logging to `name.log`.
     pub fn worker(&self, name: &str, args: &[&str]) -> Proc {
         let log = self.log_path(name);
@@ -257,6 +322,12 @@ impl ProcCluster {
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
     }
+}
+
+/// `initial_members` for nodes 1 to `n`.
+fn initial_members(n: usize) -> String {
+    let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    format!("initial_members = [{}]", ids.join(", "))
 }
 
 /// The data dir of node `id` under a cluster's temp dir.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use taskraft_client::ClientError;
 use taskraft_core::{NewTask, Status, TaskId};
+use taskraft_master::{Node, NodeError, NodeOptions};
 use taskraft_proto::WireError;
 use taskraft_tests::{eventually, TestCluster};
 
@@ -94,7 +95,7 @@ async fn full_restart_keeps_every_acknowledged_submission() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wiped_node_catches_up_from_a_snapshot_after_log_purge() {
+async fn replaced_node_catches_up_from_a_snapshot_after_log_purge() {
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     let client = cluster.client();
@@ -123,8 +124,15 @@ async fn wiped_node_catches_up_from_a_snapshot_after_log_purge() {
         })
         .await;
     }
+    // The victim's disk is lost: replace it as the runbook says (remove,
+    // start blank, add). A blank member restarted as itself is refused.
     std::fs::remove_dir_all(taskraft_tests::process::data_dir(cluster.dir.path(), victim)).unwrap();
+    let refused = Node::start(&cluster.config, victim, NodeOptions::default()).await;
+    assert!(matches!(refused, Err(NodeError::StillAMember(_))), "a wiped member started");
+    client.remove_member(victim).await.unwrap();
     cluster.restart(victim).await;
+    let node = cluster.config.node(victim).unwrap().info();
+    client.add_member(victim, node, Duration::from_secs(30), |_| {}).await.unwrap();
     let digest = cluster.converged().await;
     assert_eq!(cluster.digest(victim), digest);
     let applied = cluster.node(victim).applied();

@@ -1,91 +1,18 @@
 //! Fault injection against three master processes of the real binary:
 //! SIGKILL, SIGSTOP/SIGCONT, a partitioned (minority) leader behind TCP
-//! proxies, the whole cluster killed at once, and a worker killed while
-//! holding leases. After each story the checker holds the final table
+//! proxies, the whole cluster killed at once, a worker killed while
+//! holding leases, and the leader killed during a membership change. After each story the checker holds the final table
 //! against what was acknowledged and answered, and the replicas must
 //! converge to the same table.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use taskraft_client::{Client, ClientOptions};
-use taskraft_core::{NewTask, Status, TaskId, WorkerId};
-use taskraft_proto::NodeId;
-use taskraft_tests::check::{check, work, Records};
+use taskraft_core::{Status, WorkerId};
+use taskraft_tests::story::Story;
 use taskraft_tests::{cluster::FAST, eventually, Mode, ProcCluster};
-use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
-
-/// A cluster with tasks queued and three recording workers draining them.
-struct Story {
-    cluster: ProcCluster,
-    client: Arc<Client>,
-    acknowledged: BTreeSet<TaskId>,
-    records: Records,
-    workers: Vec<JoinHandle<()>>,
-}
-
-impl Story {
-    async fn start(cluster: ProcCluster, tasks: usize) -> Story {
-        cluster.leader().await;
-        let client = cluster.client();
-        let new = (1..=tasks)
-            .map(|i| NewTask {
-                data: format!("task {i}").into_bytes(),
-                key: Some(format!("k{i}")),
-                priority: 0,
-                max_attempts: 0,
-            })
-            .collect();
-        let acknowledged = client.submit(new).await.unwrap().into_iter().map(|s| s.id).collect();
-        Story { cluster, client, acknowledged, records: Records::default(), workers: Vec::new() }
-    }
-
-    fn spawn_workers(&mut self, names: &[&str]) {
-        for name in names {
-            let (client, records, name) =
-                (self.client.clone(), self.records.clone(), name.to_string());
-            self.workers.push(tokio::spawn(async move {
-                work(client, &name, Duration::from_millis(5), records).await
-            }));
-        }
-    }
-
-    async fn completed_at_least(&self, n: u64) {
-        let client = self.client.clone();
-        eventually(Duration::from_secs(60), &format!("{n} completed"), || {
-            let client = client.clone();
-            async move { (client.status().await.ok()?.counts.completed >= n).then_some(()) }
-        })
-        .await;
-    }
-
-    /// Waits for a leader other than `old`.
-    async fn new_leader(&self, old: NodeId) -> NodeId {
-        eventually(Duration::from_secs(30), "a new leader", || async {
-            let leader = self.cluster.leader().await;
-            (leader != old).then_some(leader)
-        })
-        .await
-    }
-
-    /// Lets the workers drain, then checks everything.
-    async fn finish(self) -> ProcCluster {
-        for w in self.workers {
-            tokio::time::timeout(Duration::from_secs(120), w)
-                .await
-                .expect("workers drained")
-                .unwrap();
-        }
-        let tasks = self.client.all_tasks(None).await.unwrap();
-        check(&tasks, &self.acknowledged, &self.records.lock().unwrap());
-        assert!(tasks.iter().all(|t| t.status == Status::Completed), "every task completed");
-        self.cluster.converged().await;
-        self.cluster
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_leader_sigkill_during_a_drain_loses_nothing() {
@@ -184,7 +111,7 @@ async fn worker_killed_while_holding_leases_has_its_tasks_redelivered() {
     let mut doomed = story
         .cluster
         .worker("doomed", &["--id", "doomed", "--handler", "sleep:60000", "--concurrency", "4"]);
-    let client = story.client.clone();
+    let client = story.load.client.clone();
     let held = eventually(Duration::from_secs(20), "the doomed worker to hold 4 leases", || {
         let client = client.clone();
         async move {
@@ -203,4 +130,55 @@ async fn worker_killed_while_holding_leases_has_its_tasks_redelivered() {
         assert_eq!(t.attempt.0, 2, "task {id} was re-delivered once after its lease expired");
         assert_ne!(t.worker, Some(WorkerId("doomed".into())));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_during_a_membership_change_loses_nothing_and_the_change_completes() {
+    let cluster = ProcCluster::start_proxied_with_spares(BIN, 4, 3, FAST).await;
+    let mut story = Story::start(cluster, 400).await;
+    story.spawn_workers(&["w01", "w02", "w03"]);
+    story.completed_at_least(60).await;
+    story.cluster.start_node(4);
+    let client = story.load.client.clone();
+    let node4 = story.cluster.config.node(4).unwrap().info();
+    client.add_learner(4, node4).await.unwrap();
+    eventually(Duration::from_secs(30), "node 4 to catch up", || async {
+        let s = client.status().await.ok()?;
+        let m = s.members.into_iter().find(|m| m.id == 4)?;
+        (m.role == "learner" && m.lag? <= 100).then_some(())
+    })
+    .await;
+
+    // Slow the leader's links so that the change's two commits (the joint
+    // configuration, then the new one) take a few round trips, start the
+    // promotion on the leader alone, and kill the leader in the middle.
+    let old = story.cluster.leader().await;
+    for to in (1..=4).filter(|to| *to != old) {
+        story.cluster.link(old, to, Mode::Delay(Duration::from_millis(60)));
+    }
+    let addr = story.cluster.config.node(old).unwrap().client_addr.clone();
+    let token = story.cluster.config.credentials(false).unwrap();
+    let options = ClientOptions { retry_for: Duration::ZERO, token, ..ClientOptions::default() };
+    let direct = Client::with_options(vec![addr], options);
+    let promote = tokio::spawn(async move { direct.promote(4).await });
+    tokio::time::sleep(Duration::from_millis(90)).await;
+    story.cluster.kill(old);
+    let answer = promote.await.unwrap();
+    story.new_leader(old).await;
+    let s = client.status().await.unwrap();
+    let voters: Vec<_> = s.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    println!(
+        "promote answered {answer:?}; after the kill: changing {} voters {voters:?}",
+        s.changing
+    );
+
+    // Whatever state the kill left (old, joint or new membership), running
+    // the operator's command again finishes the change.
+    story.cluster.heal();
+    story.cluster.cli_ok(&["member", "add", "4"]).await;
+    let s = client.status().await.unwrap();
+    assert!(!s.changing, "the change is finished");
+    assert_eq!(story.cluster.voters().await, vec![1, 2, 3, 4]);
+    story.cluster.start_node(old);
+    story.finish().await;
 }

@@ -248,6 +248,20 @@ pub enum MemberCommand {
     /// Remove master ID from the membership (the leader too: it steps down and another is elected).
     /// Refused when the change could not reach a quorum. Stop the node and wipe its data dir afterwards.
     Remove(MemberRemoveArgs),
+    /// Wait until master ID is a member that answers the leader and has caught up (for scripts,
+    /// e.g. scripts/rolling-restart.sh after restarting a node). Exit 1 on --timeout.
+    Wait(MemberWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberWaitArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The node's id.
+    pub id: u64,
+    /// Give up (exit 1) after this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -62,7 +62,7 @@ impl Client {
                     "node {id} left the membership while it was being added (removed by someone else?)"
                 ))));
             };
-            if member.voter {
+            if member.voter && !status.changing {
                 return Ok(());
             }
             progress(&Progress::CatchingUp {
@@ -89,5 +89,5 @@ impl Client {
 }
 
 fn caught_up(member: &MemberStatus) -> bool {
-    member.role == "learner" && member.lag.is_some_and(|lag| lag <= MAX_PROMOTE_LAG)
+    member.role != "unreachable" && member.lag.is_some_and(|lag| lag <= MAX_PROMOTE_LAG)
 }

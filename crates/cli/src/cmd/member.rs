@@ -1,13 +1,14 @@
 //! `taskraft member list|add|remove`: the cluster's masters, changed online.
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use serde_json::json;
 use taskraft_client::Progress;
 use taskraft_proto::{ClusterConfig, NodeInfo};
 
-use crate::args::{MemberAddArgs, MemberCommand, MemberRemoveArgs, ReadArgs};
+use crate::args::{MemberAddArgs, MemberCommand, MemberRemoveArgs, MemberWaitArgs, ReadArgs};
 use crate::output;
 use crate::Failure;
 
@@ -16,6 +17,43 @@ pub async fn run(command: MemberCommand) -> Result<(), Failure> {
         MemberCommand::List(a) => list(a).await,
         MemberCommand::Add(a) => add(a).await,
         MemberCommand::Remove(a) => remove(a).await,
+        MemberCommand::Wait(a) => wait(a).await,
+    }
+}
+
+/// A node within this many entries of the leader has caught up.
+const CAUGHT_UP_LAG: u64 = 100;
+
+async fn wait(args: MemberWaitArgs) -> Result<(), Failure> {
+    let client = super::client(&args.read.seeds)?;
+    let started = Instant::now();
+    loop {
+        if let Ok(s) = client.status().await {
+            let member = s.members.iter().find(|m| m.id == args.id);
+            if let Some(m) = member.filter(|m| m.role != "unreachable") {
+                if m.lag.is_some_and(|lag| lag <= CAUGHT_UP_LAG) {
+                    if args.read.json {
+                        super::print_json(&json!({"id": m.id, "role": m.role, "lag": m.lag}));
+                    } else {
+                        println!(
+                            "node {} is back: {} with lag {}",
+                            m.id,
+                            m.role,
+                            m.lag.unwrap_or(0)
+                        );
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if started.elapsed() >= args.timeout {
+            return Err(Failure::Failed(anyhow!(
+                "node {} has not caught up within {:?}; see its log",
+                args.id,
+                args.timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

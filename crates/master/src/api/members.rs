@@ -79,6 +79,7 @@ impl Api {
                 "node {other} already uses one of the addresses {node}"
             )));
         }
+        self.check_started(id, &node).await?;
         let add = self.0.raft.add_learner(id, node.clone(), false);
         self.membership_write(add).await?;
         info!(node = id, %node, "added a learner; replicating the log to it");
@@ -88,7 +89,10 @@ impl Api {
     pub(super) async fn promote_now(&self, id: NodeId) -> Result<(), WireError> {
         let m = self.leader_metrics()?;
         let membership = m.membership_config.membership();
-        if membership.voter_ids().any(|v| v == id) {
+        let joint = membership.get_joint_config().len() > 1;
+        // A voter of a joint configuration left by a leader that died
+        // mid-change is not done: the change below finishes it.
+        if membership.voter_ids().any(|v| v == id) && !joint {
             return Ok(());
         }
         if membership.get_node(&id).is_none() {
@@ -145,6 +149,29 @@ impl Api {
             }
         }
         Ok(())
+    }
+
+    /// A node is added only once it runs Raft: a blank node that is still
+    /// asking its peers whether the cluster lists it would otherwise see
+    /// itself listed and refuse to start (see [`crate::bootstrap`]).
+    async fn check_started(&self, id: NodeId, node: &NodeInfo) -> Result<(), WireError> {
+        let ttl = Duration::from_millis(self.0.settings.election_timeout_ms[1].max(500));
+        match self.0.network.probe(id, node, ttl).await {
+            Some(p) if p.id != id || p.cluster != self.0.settings.name => {
+                Err(WireError::Invalid(format!(
+                    "node {} of cluster {:?} answers at {}, not node {id} of {:?}",
+                    p.id, p.cluster, node.peer_addr, self.0.settings.name
+                )))
+            }
+            Some(p) if p.started => Ok(()),
+            // Unavailable: the client retries, so `member add` may be run
+            // right after the node was started.
+            Some(_) => Err(WireError::Unavailable(format!("node {id} is still starting"))),
+            None => Err(WireError::Unavailable(format!(
+                "node {id} does not answer at {}; start it first (taskraft master --id {id})",
+                node.peer_addr
+            ))),
+        }
     }
 
     /// The nodes that answer this leader now, itself included.
