@@ -159,3 +159,40 @@ async fn oversized_payload_is_refused_and_nothing_is_written() {
     assert_eq!(client.all_tasks(Some(Status::Idle)).await.unwrap().len(), 0);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_that_could_not_finish_are_refused_and_change_nothing() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    let followers: Vec<_> = cluster.running().into_iter().filter(|id| *id != leader).collect();
+    let (down, other) = (followers[0], followers[1]);
+    cluster.stop(down).await;
+    // Wait until the leader no longer counts the stopped node as up.
+    eventually(Duration::from_secs(10), "the stopped node to be unreachable", || async {
+        let s = client.status().await.ok()?;
+        s.members.iter().any(|m| m.id == down && m.role == "unreachable").then_some(())
+    })
+    .await;
+
+    // Removing the other follower would leave {leader, down}: only one of two answers.
+    let refused = client.remove_member(other).await.unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, ClientError::Refused(WireError::Invalid(_)))
+            && text.contains("bring back"),
+        "{text}"
+    );
+    // Promoting a node that is not a learner, and adding one at a bad address.
+    let e = client.promote(9).await.unwrap_err();
+    assert!(matches!(e, ClientError::Refused(WireError::NotFound(_))), "{e}");
+    let bad = taskraft_proto::NodeInfo { peer_addr: "nowhere".into(), client_addr: "x:1".into() };
+    let e = client.add_learner(9, bad).await.unwrap_err();
+    assert!(matches!(e, ClientError::Refused(WireError::Invalid(_))), "{e}");
+
+    let s = client.status().await.unwrap();
+    let voters: Vec<_> = s.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    assert_eq!(voters, vec![1, 2, 3], "nothing changed");
+    assert!(!s.changing);
+    cluster.shutdown().await;
+}

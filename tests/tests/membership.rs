@@ -21,6 +21,11 @@ async fn grow_three_to_five_and_shrink_back_to_three_under_load() {
     story.spawn_workers(&["w01", "w02", "w03"]);
     story.completed_at_least(60).await;
 
+    // An id that no [[node]] lists needs its addresses on the command line.
+    let unknown = story.cluster.cli(&["member", "add", "9"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no [[node]] with id 9"));
+
     for id in [4, 5] {
         story.cluster.start_node(id);
         let out = story.cluster.cli_ok(&["member", "add", &id.to_string()]).await;

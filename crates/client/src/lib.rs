@@ -24,8 +24,11 @@
 
 mod backup;
 mod members;
+mod routing;
 
 pub use members::Progress;
+use routing::State;
+pub use routing::MEMBERS_REFRESH;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,7 +43,7 @@ use taskraft_proto::auth::Credentials;
 use taskraft_proto::client::{
     Assignment, ClientServiceClient, ClusterStatus, NodeReport, TaskPage, MAX_PAGE_TASKS,
 };
-use taskraft_proto::{transport, WireError};
+use taskraft_proto::WireError;
 use tracing::{debug, warn};
 
 /// How a client times and retries its calls.
@@ -98,28 +101,6 @@ enum Next {
     Backoff(String),
 }
 
-/// How often a client re-reads the live membership while its leader stays.
-pub const MEMBERS_REFRESH: Duration = Duration::from_secs(30);
-
-struct State {
-    leader: Option<String>,
-    next_seed: usize,
-    conns: HashMap<String, ClientServiceClient>,
-    /// The client addresses of the live membership, as last read.
-    members: Vec<String>,
-    /// When the membership was last read.
-    refreshed: Option<Instant>,
-}
-
-impl State {
-    /// Where to look for the leader: the live members, then the seeds.
-    fn candidates(&self, seeds: &[String]) -> Vec<String> {
-        let mut all = self.members.clone();
-        all.extend(seeds.iter().filter(|s| !self.members.contains(s)).cloned());
-        all
-    }
-}
-
 /// A connection to a taskraft cluster through its seed list.
 pub struct Client {
     seeds: Vec<String>,
@@ -153,78 +134,6 @@ impl Client {
     /// The address that answered last as the leader, if any.
     pub fn leader(&self) -> Option<String> {
         self.state.lock().expect("client lock").leader.clone()
-    }
-
-    /// The client addresses of the live membership, as last read (empty before the first read).
-    pub fn members(&self) -> Vec<String> {
-        self.state.lock().expect("client lock").members.clone()
-    }
-
-    fn target(&self) -> Option<String> {
-        let mut s = self.state.lock().expect("client lock");
-        if let Some(l) = &s.leader {
-            return Some(l.clone());
-        }
-        let candidates = s.candidates(&self.seeds);
-        let seed = candidates.get(s.next_seed % candidates.len().max(1))?.clone();
-        s.next_seed += 1;
-        Some(seed)
-    }
-
-    /// Records that `addr` answered as the leader; says whether the
-    /// membership should be read again (a new leader, or a stale list).
-    fn answered(&self, addr: String) -> bool {
-        let mut s = self.state.lock().expect("client lock");
-        let stale = s.refreshed.is_none_or(|at| at.elapsed() >= MEMBERS_REFRESH);
-        let new_leader = s.leader.as_deref() != Some(&addr);
-        s.leader = Some(addr);
-        if stale || new_leader {
-            s.refreshed = Some(Instant::now());
-        }
-        stale || new_leader
-    }
-
-    /// Takes the live membership of `status` as the list to try first.
-    fn learn(&self, status: &ClusterStatus) {
-        let members: Vec<String> = status.members.iter().map(|m| m.client_addr.clone()).collect();
-        if members.is_empty() {
-            return;
-        }
-        let mut s = self.state.lock().expect("client lock");
-        if s.members != members {
-            debug!(?members, "learned the live membership");
-            s.members = members;
-        }
-        s.refreshed = Some(Instant::now());
-    }
-
-    /// Reads the live membership from the leader at `conn` (one attempt).
-    async fn refresh_members(&self, conn: &ClientServiceClient) {
-        let mut ctx = context::current();
-        ctx.deadline = Instant::now() + self.options.call_timeout;
-        if let Ok(Ok(status)) = conn.status(ctx).await {
-            self.learn(&status);
-        }
-    }
-
-    async fn connection(&self, addr: &str) -> std::io::Result<ClientServiceClient> {
-        if let Some(c) = self.state.lock().expect("client lock").conns.get(addr) {
-            return Ok(c.clone());
-        }
-        let t = transport::connect(addr, self.options.call_timeout, &self.options.token).await?;
-        let c = ClientServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        self.state.lock().expect("client lock").conns.insert(addr.to_owned(), c.clone());
-        Ok(c)
-    }
-
-    fn forget(&self, addr: &str, drop_conn: bool) {
-        let mut s = self.state.lock().expect("client lock");
-        if s.leader.as_deref() == Some(addr) {
-            s.leader = None;
-        }
-        if drop_conn {
-            s.conns.remove(addr);
-        }
     }
 
     /// Runs `f` against the leader with redirects and retries.
