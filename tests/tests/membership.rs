@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use taskraft_client::{Client, ClientOptions};
+use taskraft_tests::process::{free_addr, Proc};
 use taskraft_tests::story::Story;
 use taskraft_tests::{cluster::FAST, eventually};
 
@@ -128,4 +129,48 @@ async fn a_wiped_member_refuses_to_start_until_replaced_by_the_runbook() {
     .await;
     // converged() compares all three replicas, node 1 included.
     story.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_the_others_config_does_not_list_is_added_by_its_addresses() {
+    let cluster = taskraft_tests::ProcCluster::start(BIN, 3, FAST);
+    let mut story = Story::start(cluster, 300).await;
+    story.spawn_workers(&["w01", "w02"]);
+    story.completed_at_least(30).await;
+
+    // Node 4's own config lists the three masters and itself; theirs do not list it.
+    let (peer, client) = (free_addr(), free_addr());
+    let dir = story.cluster.dir.path().to_path_buf();
+    let text = std::fs::read_to_string(&story.cluster.config_path).unwrap().replacen(
+        "name = \"proc\"",
+        "name = \"proc\"\ninitial_members = [1, 2, 3]",
+        1,
+    ) + &format!(
+        "\n[[node]]\nid = 4\npeer_addr = \"{peer}\"\nclient_addr = \"{client}\"\ndata_dir = \"{}\"\n",
+        dir.join("node4").display()
+    );
+    let config4 = dir.join("node4.toml");
+    std::fs::write(&config4, text).unwrap();
+    let log = std::fs::File::create(dir.join("node4.log")).unwrap();
+    let _node4 = Proc(
+        std::process::Command::new(BIN)
+            .args(["master", "--id", "4", "--config"])
+            .arg(&config4)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let args = ["member", "add", "4", "--peer-addr", &peer, "--client-addr", &client];
+    story.cluster.cli_ok(&args).await;
+    assert_eq!(story.cluster.voters().await, vec![1, 2, 3, 4]);
+
+    let cluster = story.finish().await;
+    let digest = cluster.converged().await;
+    let client_of_all = cluster.client();
+    eventually(Duration::from_secs(20), "node 4 to hold the same table", || async {
+        let r = client_of_all.node_report_at(&client).await.ok()?;
+        (r.digest == digest).then_some(())
+    })
+    .await;
 }

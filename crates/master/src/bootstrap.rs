@@ -18,6 +18,10 @@
 //!   that lost its data);
 //! - otherwise (an initial member does not answer yet) it waits.
 //!
+//! A node whose peer port refuses this node's id (a node added with
+//! `--peer-addr`, which the others' config does not list) is taken to not
+//! list it, like a blank node.
+//!
 //! A node whose data dir holds anything starts without asking: it restarts
 //! as whatever it was.
 
@@ -28,7 +32,7 @@ use taskraft_proto::peer::PeerProbe;
 use taskraft_proto::{ClusterConfig, NodeId};
 use tracing::{info, warn};
 
-use crate::network::PeerNetwork;
+use crate::network::{PeerNetwork, Unanswered};
 
 /// What a blank node does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +84,23 @@ pub fn decide(
     }
 }
 
+/// The answer a refused probe stands for: a node that does not list this
+/// one (its config does not, nor its membership). For the initializer it
+/// does not count as running Raft, so a cluster is never initialized with a
+/// member whose peers refuse it.
+fn not_listed(id: NodeId, cluster: &str) -> PeerProbe {
+    PeerProbe {
+        id,
+        cluster: cluster.to_string(),
+        started: false,
+        initialized: false,
+        membership_index: None,
+        voters: Vec::new(),
+        learners: Vec::new(),
+        leader: None,
+    }
+}
+
 /// Why a blank node may not start.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -108,14 +129,16 @@ pub async fn resolve(
     loop {
         let mut answers = BTreeMap::new();
         for node in config.node.iter().filter(|n| n.id != me) {
-            let answer = network.probe(node.id, &node.info(), ttl).await;
-            let answer = answer.filter(|p| {
-                let ours = p.cluster == config.cluster.name && p.id == node.id;
-                if !ours {
+            let answer = match network.probe(node.id, &node.info(), ttl).await {
+                Ok(p) if p.cluster == config.cluster.name && p.id == node.id => Some(p),
+                Ok(p) => {
                     warn!(node = node.id, answered = ?p, "a node of another cluster answers at this address; ignored");
+                    None
                 }
-                ours
-            });
+                // It does not list this node: as good as a blank node's answer.
+                Err(Unanswered::NotListed) => Some(not_listed(node.id, &config.cluster.name)),
+                Err(Unanswered::Silent) => None,
+            };
             answers.insert(node.id, answer);
         }
         match decide(me, &initial, &answers) {
@@ -222,6 +245,16 @@ mod tests {
         assert_eq!(decide(1, &initial, &a), Decision::Wait { missing: vec![2, 3] });
         let a = answers(vec![(1, None), (2, probe(2, true, &[])), (3, None)]);
         assert_eq!(decide(4, &initial, &a), Decision::Wait { missing: vec![1, 3] });
+    }
+
+    #[test]
+    fn a_node_the_others_refuse_joins_but_is_never_taken_for_running() {
+        let initial = INITIAL.into();
+        let refused = |id| Some(not_listed(id, "c"));
+        let a = answers(vec![(1, refused(1)), (2, refused(2)), (3, refused(3))]);
+        assert_eq!(decide(6, &initial, &a), Decision::Join);
+        let a = answers(vec![(2, refused(2)), (3, probe(3, true, &[]))]);
+        assert_eq!(decide(1, &initial, &a), Decision::Wait { missing: vec![2] });
     }
 
     #[test]

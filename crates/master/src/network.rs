@@ -52,6 +52,16 @@ impl Liveness {
     }
 }
 
+/// Why a probe got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// No connection, or no reply in time.
+    Silent,
+    /// The peer refused this node's id: neither its config nor its
+    /// membership lists this node.
+    NotListed,
+}
+
 /// Creates connections to peers; clones share the pool.
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
@@ -98,14 +108,26 @@ impl PeerNetwork {
     }
 
     /// Asks node `target` who it is and what membership it holds.
-    pub async fn probe(&self, target: NodeId, node: &NodeInfo, ttl: Duration) -> Option<PeerProbe> {
+    pub async fn probe(
+        &self,
+        target: NodeId,
+        node: &NodeInfo,
+        ttl: Duration,
+    ) -> Result<PeerProbe, Unanswered> {
         let conn = self.conn(target, node);
-        let client = conn.client(ttl).await.ok()?;
+        let client = conn.client(ttl).await.map_err(|e| {
+            // The peer port accepts the ids of its config and of its live
+            // membership; a refusal says that `target` lists neither.
+            match e.to_string().contains("is not a member") {
+                true => Unanswered::NotListed,
+                false => Unanswered::Silent,
+            }
+        })?;
         client
             .probe(context_with(ttl))
             .await
             .map_err(|e| conn.transport_error::<Infallible>(e))
-            .ok()
+            .map_err(|_| Unanswered::Silent)
     }
 
     /// Tells node `target` that this node, the leader, removed itself and

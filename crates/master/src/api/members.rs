@@ -12,6 +12,7 @@ use openraft::ChangeMembers;
 
 use super::*;
 use crate::membership::{check_caught_up, check_quorum};
+use crate::network::Unanswered;
 
 /// openraft's metrics with taskraft's types.
 type Metrics = openraft::RaftMetrics<NodeId, NodeInfo>;
@@ -157,17 +158,20 @@ impl Api {
     async fn check_started(&self, id: NodeId, node: &NodeInfo) -> Result<(), WireError> {
         let ttl = Duration::from_millis(self.0.settings.election_timeout_ms[1].max(500));
         match self.0.network.probe(id, node, ttl).await {
-            Some(p) if p.id != id || p.cluster != self.0.settings.name => {
+            Ok(p) if p.id != id || p.cluster != self.0.settings.name => {
                 Err(WireError::Invalid(format!(
                     "node {} of cluster {:?} answers at {}, not node {id} of {:?}",
                     p.id, p.cluster, node.peer_addr, self.0.settings.name
                 )))
             }
-            Some(p) if p.started => Ok(()),
+            Ok(p) if p.started => Ok(()),
             // Unavailable: the client retries, so `member add` may be run
             // right after the node was started.
-            Some(_) => Err(WireError::Unavailable(format!("node {id} is still starting"))),
-            None => Err(WireError::Unavailable(format!(
+            Ok(_) => Err(WireError::Unavailable(format!("node {id} is still starting"))),
+            Err(Unanswered::NotListed) => Err(WireError::Invalid(format!(
+                "node {id} refuses this leader's id: list every master of the cluster in its cluster.toml"
+            ))),
+            Err(Unanswered::Silent) => Err(WireError::Unavailable(format!(
                 "node {id} does not answer at {}; start it first (taskraft master --id {id})",
                 node.peer_addr
             ))),
