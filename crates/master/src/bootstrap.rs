@@ -89,16 +89,7 @@ pub fn decide(
 /// does not count as running Raft, so a cluster is never initialized with a
 /// member whose peers refuse it.
 fn not_listed(id: NodeId, cluster: &str) -> PeerProbe {
-    PeerProbe {
-        id,
-        cluster: cluster.to_string(),
-        started: false,
-        initialized: false,
-        membership_index: None,
-        voters: Vec::new(),
-        learners: Vec::new(),
-        leader: None,
-    }
+    PeerProbe::blank(id, cluster)
 }
 
 /// Why a blank node may not start.

@@ -105,16 +105,7 @@ impl PeerService for PeerServer {
     }
 
     async fn probe(self, _: Context) -> PeerProbe {
-        let mut probe = PeerProbe {
-            id: self.id,
-            cluster: self.cluster.to_string(),
-            started: false,
-            initialized: false,
-            membership_index: None,
-            voters: Vec::new(),
-            learners: Vec::new(),
-            leader: None,
-        };
+        let mut probe = PeerProbe::blank(self.id, &self.cluster);
         if let Some((raft, _)) = self.started.get() {
             let m = raft.metrics().borrow().clone();
             let membership = m.membership_config.membership();

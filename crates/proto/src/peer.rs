@@ -38,6 +38,20 @@ pub struct PeerProbe {
 }
 
 impl PeerProbe {
+    /// The answer of node `id` of `cluster` before its Raft started.
+    pub fn blank(id: NodeId, cluster: &str) -> PeerProbe {
+        PeerProbe {
+            id,
+            cluster: cluster.to_string(),
+            started: false,
+            initialized: false,
+            membership_index: None,
+            voters: Vec::new(),
+            learners: Vec::new(),
+            leader: None,
+        }
+    }
+
     /// Whether the answering node counts `id` as a voter or learner.
     pub fn lists(&self, id: NodeId) -> bool {
         self.voters.contains(&id) || self.learners.contains(&id)
