@@ -23,8 +23,12 @@ fi
 bin=$(realpath "$bin")
 
 leader() {
-  "$bin" member list --json --config "$config" --retry-for 30s |
-    sed -n 's/.*"leader":\([0-9][0-9]*\).*/\1/p'
+  local list
+  if ! list=$("$bin" member list --json --config "$config" --retry-for 30s); then
+    echo "no leader answers; stopping the rolling restart here" >&2
+    exit 1
+  fi
+  echo "$list" | sed -n 's/.*"leader":\([0-9][0-9]*\).*/\1/p'
 }
 
 restart() {
@@ -36,9 +40,11 @@ restart() {
   if kill -0 "$pid" 2>/dev/null; then
     echo "node $id did not stop within 10 s; killing it"
     kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   fi
   (cd "$run" && exec "$bin" master --config "$config" --id "$id" >>"$run/logs/node$id.log" 2>&1) &
   echo $! >"$pidfile"
+  # Its own answer, not its predecessor's last heartbeat, says it is back.
   "$bin" member wait "$id" --config "$config" --timeout 120s
 }
 

@@ -74,12 +74,13 @@ impl ProcCluster {
     }
 
     /// Lists `listed` nodes in the config but forms the cluster of the first
-    /// `initial` (`initial_members`), and starts only those: the others are
-    /// spares, for `taskraft member add`.
+    /// `initial` (`initial_members`); the others are spares, running blank
+    /// and waiting for `taskraft member add`. (A brand-new cluster forms
+    /// only once every listed node has answered that it holds nothing.)
     pub fn start_with_spares(bin: &str, listed: usize, initial: usize, extra: &str) -> ProcCluster {
         let addrs = (0..listed).map(|_| (free_addr(), free_addr())).collect();
         let extra = format!("{}\n{extra}", initial_members(initial));
-        ProcCluster::launch_at(bin, addrs, &extra, BTreeMap::new(), initial)
+        ProcCluster::launch_at(bin, addrs, &extra, BTreeMap::new())
     }
 
     /// Like [`ProcCluster::start`], with a [`Proxy`] on every peer link
@@ -104,7 +105,7 @@ impl ProcCluster {
             }
         }
         let extra = format!("{}\n{extra}", initial_members(initial));
-        ProcCluster::launch_at(bin, addrs, &extra, links, initial)
+        ProcCluster::launch_at(bin, addrs, &extra, links)
     }
 
     fn launch(
@@ -114,17 +115,16 @@ impl ProcCluster {
         links: BTreeMap<(NodeId, NodeId), Proxy>,
     ) -> ProcCluster {
         let addrs = (0..n).map(|_| (free_addr(), free_addr())).collect();
-        ProcCluster::launch_at(bin, addrs, extra, links, n)
+        ProcCluster::launch_at(bin, addrs, extra, links)
     }
 
-    /// Writes the config for nodes at `addrs` and starts the first `start`
-    /// of them, dialling each other through `links` where given.
+    /// Writes the config for nodes at `addrs` and starts them all, dialling
+    /// each other through `links` where given.
     fn launch_at(
         bin: &str,
         addrs: Vec<(String, String)>,
         extra: &str,
         links: BTreeMap<(NodeId, NodeId), Proxy>,
-        start: usize,
     ) -> ProcCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = config_text("proc", dir.path(), &addrs, extra);
@@ -139,7 +139,7 @@ impl ProcCluster {
             nodes: BTreeMap::new(),
             links,
         };
-        for id in 1..=start as NodeId {
+        for id in 1..=addrs.len() as NodeId {
             cluster.start_node(id);
         }
         cluster

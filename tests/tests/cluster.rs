@@ -127,8 +127,20 @@ async fn replaced_node_catches_up_from_a_snapshot_after_log_purge() {
     // The victim's disk is lost: replace it as the runbook says (remove,
     // start blank, add). A blank member restarted as itself is refused.
     std::fs::remove_dir_all(taskraft_tests::process::data_dir(cluster.dir.path(), victim)).unwrap();
-    let refused = Node::start(&cluster.config, victim, NodeOptions::default()).await;
-    assert!(matches!(refused, Err(NodeError::StillAMember(_))), "a wiped member started");
+    // (Its ports are released asynchronously after the stop: retry a bind failure.)
+    let config = cluster.config.clone();
+    eventually(Duration::from_secs(10), "the wiped member to be refused", || {
+        let config = config.clone();
+        async move {
+            match Node::start(&config, victim, NodeOptions::default()).await {
+                Err(NodeError::StillAMember(_)) => Some(()),
+                Err(NodeError::Listen { .. }) => None,
+                Err(e) => panic!("a wiped member failed otherwise: {e}"),
+                Ok(_) => panic!("a wiped member started"),
+            }
+        }
+    })
+    .await;
     client.remove_member(victim).await.unwrap();
     cluster.restart(victim).await;
     let node = cluster.config.node(victim).unwrap().info();

@@ -6,17 +6,18 @@
 //! node whose store is blank does not start Raft until the other masters of
 //! `cluster.toml` have told it, over the peer port, what they hold:
 //!
+//! - a node with data that has not loaded it yet cannot tell: wait;
 //! - if the newest membership any of them holds lists this node, the node
 //!   refuses to start, and says how to replace it (remove, wipe, add);
-//! - if that membership does not list it, it starts blank and waits to be
-//!   added (`taskraft member add`); an older membership, as a removed node
-//!   keeps it, does not count;
-//! - if every initial member answers and none belongs to a cluster, this is
+//! - if it does not, and a majority of its voters answer without listing
+//!   this node, it starts blank and waits to be added (`taskraft member
+//!   add`); an older membership, as a removed node keeps it, does not count;
+//! - if every listed node answers and none belongs to a cluster, this is
 //!   a brand-new cluster: every node starts blank, and the lowest id of
 //!   `initial_members` initializes it, but only once every other initial
 //!   member runs Raft (so none of them can mistake the new cluster for one
 //!   that lost its data);
-//! - otherwise (an initial member does not answer yet) it waits.
+//! - otherwise (a node that could tell does not answer yet) it waits.
 //!
 //! A node whose peer port refuses this node's id (a node added with
 //! `--peer-addr`, which the others' config does not list) is taken to not
@@ -47,40 +48,64 @@ pub enum Decision {
     Wait { missing: Vec<NodeId> },
 }
 
-/// Decides for blank node `me`, given each other listed node's answer
-/// (`None`: it did not answer).
+/// Decides for blank node `me` of the `listed` nodes, given each other
+/// listed node's answer (`None`: it did not answer).
 pub fn decide(
     me: NodeId,
+    listed: &BTreeSet<NodeId>,
     initial: &BTreeSet<NodeId>,
     answers: &BTreeMap<NodeId, Option<PeerProbe>>,
 ) -> Decision {
-    let newest = answers
-        .values()
-        .flatten()
+    let answer = |id: &NodeId| answers.get(id).cloned().flatten();
+    let probes: Vec<&PeerProbe> = answers.values().flatten().collect();
+    // A node with data whose Raft has not read it yet cannot say whom it lists.
+    let loading: Vec<NodeId> =
+        probes.iter().filter(|p| p.initialized && !p.started).map(|p| p.id).collect();
+    if !loading.is_empty() {
+        return Decision::Wait { missing: loading };
+    }
+    let newest = probes
+        .iter()
         .filter(|p| p.initialized)
         .max_by_key(|p| (p.membership_index, p.leader == Some(p.id)));
-    if let Some(p) = newest {
-        return match p.lists(me) {
-            true => Decision::Refuse { listed_by: p.id },
-            false => Decision::Join,
-        };
+    if let Some(newest) = newest {
+        if newest.lists(me) {
+            return Decision::Refuse { listed_by: newest.id };
+        }
+        // Join only when a majority of that membership's voters answer and
+        // none lists this node: a removed node's old membership, or a
+        // minority that missed this node's addition, is not enough.
+        let agreeing = newest
+            .voters
+            .iter()
+            .filter(|v| answer(v).is_some_and(|p| p.initialized && !p.lists(me)))
+            .count();
+        if agreeing > newest.voters.len() / 2 {
+            return Decision::Join;
+        }
+        let missing = newest.voters.iter().filter(|v| answer(v).is_none()).copied().collect();
+        return Decision::Wait { missing };
     }
-    let first = initial.iter().next() == Some(&me);
-    // The initializer waits until the others run Raft; the others only
-    // need to know that nobody has initialized yet.
-    let missing: Vec<NodeId> = initial
+    // Nobody answers with a cluster: that means something only once every
+    // listed node has answered.
+    let silent: Vec<NodeId> =
+        listed.iter().filter(|id| **id != me && answer(id).is_none()).copied().collect();
+    if !silent.is_empty() {
+        return Decision::Wait { missing: silent };
+    }
+    if initial.iter().next() != Some(&me) {
+        return Decision::Join;
+    }
+    // The initializer also waits until the other initial members run Raft,
+    // so that none of them can mistake the new cluster for one it lost.
+    let not_running: Vec<NodeId> = initial
         .iter()
-        .filter(|id| **id != me)
-        .filter(|id| match answers.get(id).cloned().flatten() {
-            None => true,
-            Some(p) => first && !p.started,
-        })
+        .filter(|id| **id != me && !answer(id).is_some_and(|p| p.started))
         .copied()
         .collect();
-    match (missing.is_empty(), first) {
-        (false, _) => Decision::Wait { missing },
-        (true, true) => Decision::Initialize,
-        (true, false) => Decision::Join,
+    match not_running.is_empty() {
+        true => Decision::Initialize,
+        false => Decision::Wait { missing: not_running },
     }
 }
 
@@ -115,6 +140,7 @@ pub async fn resolve(
     network: &PeerNetwork,
 ) -> Result<Decision, StillAMember> {
     let initial = config.initial_ids();
+    let listed: BTreeSet<NodeId> = config.node.iter().map(|n| n.id).collect();
     let ttl = Duration::from_millis(config.cluster.election_timeout_ms[1].max(500));
     let mut last_note: Option<Instant> = None;
     loop {
@@ -132,7 +158,7 @@ pub async fn resolve(
             };
             answers.insert(node.id, answer);
         }
-        match decide(me, &initial, &answers) {
+        match decide(me, &listed, &initial, &answers) {
             Decision::Refuse { listed_by } => {
                 let dir =
                     config.node(me).map(|n| n.data_dir.display().to_string()).unwrap_or_default();
@@ -145,7 +171,7 @@ pub async fn resolve(
             }
             Decision::Wait { missing } => {
                 if last_note.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
-                    info!(?missing, "empty data dir: waiting for the other initial members to answer, to know whether the cluster exists");
+                    info!(?missing, "empty data dir: waiting for these masters to answer, to know whether a cluster lists this node");
                     last_note = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -176,84 +202,123 @@ mod tests {
         })
     }
 
+    /// A node with data whose Raft has not read it yet.
+    fn loading(id: NodeId) -> Option<PeerProbe> {
+        Some(PeerProbe { initialized: true, ..PeerProbe::blank(id, "c") })
+    }
+
     fn answers(list: Vec<(NodeId, Option<PeerProbe>)>) -> BTreeMap<NodeId, Option<PeerProbe>> {
         list.into_iter().collect()
     }
 
-    const INITIAL: [NodeId; 3] = [1, 2, 3];
-
-    #[test]
-    fn a_wiped_member_is_refused_whoever_it_is() {
-        let initial = INITIAL.into();
-        let a = answers(vec![(2, probe(2, true, &[1, 2, 3])), (3, None)]);
-        assert_eq!(decide(1, &initial, &a), Decision::Refuse { listed_by: 2 });
-        let a = answers(vec![(1, None), (3, probe(3, true, &[1, 2, 3]))]);
-        assert_eq!(decide(2, &initial, &a), Decision::Refuse { listed_by: 3 });
+    fn decide3(me: NodeId, a: &BTreeMap<NodeId, Option<PeerProbe>>) -> Decision {
+        decide(me, &[1, 2, 3].into(), &[1, 2, 3].into(), a)
     }
 
     #[test]
-    fn a_removed_or_new_node_joins_a_cluster_that_does_not_list_it() {
-        let initial = INITIAL.into();
-        let a = answers(vec![(2, probe(2, true, &[2, 3])), (3, None)]);
-        assert_eq!(decide(1, &initial, &a), Decision::Join);
-        let a = answers(vec![(1, None), (2, probe(2, true, &[1, 2, 3])), (3, None)]);
-        assert_eq!(decide(4, &initial, &a), Decision::Join);
+    fn a_wiped_member_is_refused_whoever_it_is() {
+        let a = answers(vec![(2, probe(2, true, &[1, 2, 3])), (3, None)]);
+        assert_eq!(decide3(1, &a), Decision::Refuse { listed_by: 2 });
+        let a = answers(vec![(1, None), (3, probe(3, true, &[1, 2, 3]))]);
+        assert_eq!(decide3(2, &a), Decision::Refuse { listed_by: 3 });
+    }
+
+    #[test]
+    fn a_node_with_data_that_is_still_loading_makes_the_asker_wait() {
+        // Restarting all three at once with node 3 wiped: 1 and 2 have data
+        // but have not read it yet. Node 3 must not take them for blank.
+        let a = answers(vec![(1, loading(1)), (2, probe(2, true, &[1, 2, 3]))]);
+        assert_eq!(decide3(3, &a), Decision::Wait { missing: vec![1] });
+        let a = answers(vec![(1, loading(1)), (2, loading(2))]);
+        assert_eq!(decide3(3, &a), Decision::Wait { missing: vec![1, 2] });
+    }
+
+    #[test]
+    fn a_removed_or_new_node_joins_when_a_majority_of_voters_do_not_list_it() {
+        let a = answers(vec![(2, probe(2, true, &[2, 3, 4])), (3, probe(3, true, &[2, 3, 4]))]);
+        assert_eq!(decide3(1, &a), Decision::Join);
+        let listed = [1, 2, 3, 4].into();
+        let a = answers(vec![
+            (1, probe(1, true, &[1, 2, 3])),
+            (2, probe(2, true, &[1, 2, 3])),
+            (3, None),
+        ]);
+        assert_eq!(decide(4, &listed, &[1, 2, 3].into(), &a), Decision::Join);
+    }
+
+    #[test]
+    fn one_voter_alone_is_not_enough_to_join() {
+        let a = answers(vec![(2, probe(2, true, &[2, 3, 4])), (3, None)]);
+        assert_eq!(decide3(1, &a), Decision::Wait { missing: vec![3, 4] });
     }
 
     #[test]
     fn the_newest_membership_decides_not_a_removed_nodes_old_one() {
-        let initial = INITIAL.into();
         // Node 1 was removed (it keeps the membership of index 9); node 2
         // was removed later and wiped: the others' newer one does not list it.
-        let a = answers(vec![(1, at(1, true, &[1, 2, 3], 9)), (3, at(3, true, &[3, 4, 5], 20))]);
-        assert_eq!(decide(2, &initial, &a), Decision::Join);
+        let listed = [1, 2, 3, 4, 5].into();
+        let a = answers(vec![
+            (1, at(1, true, &[1, 2, 3], 9)),
+            (3, at(3, true, &[3, 4, 5], 20)),
+            (4, at(4, true, &[3, 4, 5], 20)),
+            (5, None),
+        ]);
+        assert_eq!(decide(2, &listed, &[1, 2, 3].into(), &a), Decision::Join);
         let a = answers(vec![(1, at(1, true, &[2, 3], 9)), (3, at(3, true, &[2, 3, 4], 20))]);
-        assert_eq!(decide(2, &initial, &a), Decision::Refuse { listed_by: 3 });
+        assert_eq!(decide(2, &listed, &[1, 2, 3].into(), &a), Decision::Refuse { listed_by: 3 });
+        // The removed node's old view alone, while the current voters are silent: wait.
+        let a = answers(vec![(1, at(1, true, &[2, 3, 4], 9)), (2, None), (3, None), (4, None)]);
+        assert_eq!(
+            decide(5, &listed, &[1, 2, 3].into(), &a),
+            Decision::Wait { missing: vec![2, 3, 4] }
+        );
     }
 
     #[test]
     fn the_lowest_initial_member_initializes_only_when_the_others_run_blank() {
-        let initial = INITIAL.into();
         let deciding = answers(vec![(2, probe(2, false, &[])), (3, probe(3, true, &[]))]);
-        assert_eq!(decide(1, &initial, &deciding), Decision::Wait { missing: vec![2] });
+        assert_eq!(decide3(1, &deciding), Decision::Wait { missing: vec![2] });
         let ready = answers(vec![(2, probe(2, true, &[])), (3, probe(3, true, &[]))]);
-        assert_eq!(decide(1, &initial, &ready), Decision::Initialize);
+        assert_eq!(decide3(1, &ready), Decision::Initialize);
+    }
+
+    #[test]
+    fn nobody_initializes_while_any_listed_node_is_silent() {
+        // Initial members 1-3 replaced by 4-6 long ago, 4-6 down: the blank
+        // initial members must not form a second cluster.
+        let listed = [1, 2, 3, 4, 5, 6].into();
+        let mut a = answers(vec![(2, probe(2, true, &[])), (3, probe(3, true, &[]))]);
+        a.extend([(4, None), (5, None), (6, None)]);
+        assert_eq!(
+            decide(1, &listed, &[1, 2, 3].into(), &a),
+            Decision::Wait { missing: vec![4, 5, 6] }
+        );
     }
 
     #[test]
     fn the_other_initial_members_join_once_all_answer_blank() {
-        let initial = INITIAL.into();
         let a = answers(vec![(1, probe(1, false, &[])), (3, probe(3, false, &[]))]);
-        assert_eq!(decide(2, &initial, &a), Decision::Join);
+        assert_eq!(decide3(2, &a), Decision::Join);
         let a = answers(vec![(1, probe(1, false, &[])), (3, None)]);
-        assert_eq!(decide(2, &initial, &a), Decision::Wait { missing: vec![3] });
-    }
-
-    #[test]
-    fn nobody_decides_while_an_initial_member_is_silent() {
-        let initial = INITIAL.into();
-        let a = answers(vec![(2, None), (3, None)]);
-        assert_eq!(decide(1, &initial, &a), Decision::Wait { missing: vec![2, 3] });
-        let a = answers(vec![(1, None), (2, probe(2, true, &[])), (3, None)]);
-        assert_eq!(decide(4, &initial, &a), Decision::Wait { missing: vec![1, 3] });
+        assert_eq!(decide3(2, &a), Decision::Wait { missing: vec![3] });
     }
 
     #[test]
     fn a_node_the_others_refuse_joins_but_is_never_taken_for_running() {
-        let initial = INITIAL.into();
         let refused = |id| Some(not_listed(id, "c"));
+        let listed = [1, 2, 3, 6].into();
         let a = answers(vec![(1, refused(1)), (2, refused(2)), (3, refused(3))]);
-        assert_eq!(decide(6, &initial, &a), Decision::Join);
+        assert_eq!(decide(6, &listed, &[1, 2, 3].into(), &a), Decision::Join);
         let a = answers(vec![(2, refused(2)), (3, probe(3, true, &[]))]);
-        assert_eq!(decide(1, &initial, &a), Decision::Wait { missing: vec![2] });
+        assert_eq!(decide3(1, &a), Decision::Wait { missing: vec![2] });
     }
 
     #[test]
     fn a_subset_of_initial_members_forms_the_cluster() {
         let initial = [2].into();
-        let a = answers(vec![(1, None), (3, None)]);
-        assert_eq!(decide(2, &initial, &a), Decision::Initialize);
-        let a = answers(vec![(2, probe(2, false, &[])), (3, None)]);
-        assert_eq!(decide(1, &initial, &a), Decision::Join);
+        let a = answers(vec![(1, probe(1, false, &[])), (3, probe(3, false, &[]))]);
+        assert_eq!(decide(2, &[1, 2, 3].into(), &initial, &a), Decision::Initialize);
+        let a = answers(vec![(2, probe(2, false, &[])), (3, probe(3, true, &[]))]);
+        assert_eq!(decide(1, &[1, 2, 3].into(), &initial, &a), Decision::Join);
     }
 }

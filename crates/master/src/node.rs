@@ -103,7 +103,7 @@ impl Node {
         let slice = (raft_config.election_timeout_min, raft_config.election_timeout_max);
         let network = PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone());
         let shutdown = CancellationToken::new();
-        let peers = PeerServer::new(id, &config.cluster.name);
+        let peers = PeerServer::new(id, &config.cluster.name, blank);
         let mut tasks = vec![server::serve_peers(
             peer_listener,
             peers.clone(),
@@ -111,16 +111,11 @@ impl Node {
             peer_filter(config, &peers),
             shutdown.clone(),
         )];
-        let decision = if blank {
-            match bootstrap::resolve(config, id, &network).await {
-                Ok(decision) => Some(decision),
-                Err(e) => {
-                    shutdown.cancel();
-                    return Err(e.into());
-                }
-            }
-        } else {
-            None
+        // Any early return from here on stops what was started.
+        let stop_on_error = shutdown.clone().drop_guard();
+        let decision = match blank {
+            true => Some(bootstrap::resolve(config, id, &network).await?),
+            false => None,
         };
         let raft = Raft::new(id, raft_config, network.clone(), log, sm.clone())
             .await
@@ -167,6 +162,7 @@ impl Node {
             shutdown.clone(),
         ));
         info!(node = id, peer = %me.peer_addr, client = %me.client_addr, "master started");
+        stop_on_error.disarm();
         Ok(Node { id, raft, state_machine: sm, shutdown, tasks })
     }
 
@@ -242,7 +238,7 @@ async fn initialize(raft: &Raft, config: &ClusterConfig, id: NodeId) -> Result<(
 fn peer_filter(config: &ClusterConfig, peers: &PeerServer) -> PeerFilter {
     let listed: BTreeSet<NodeId> = config.node.iter().map(|n| n.id).collect();
     let peers = peers.clone();
-    Arc::new(move |id| listed.contains(&id) || peers.member_ids().contains(&id))
+    Arc::new(move |id| listed.contains(&id) || peers.accepts(id))
 }
 
 /// Calls an election when no leader has been seen for three election

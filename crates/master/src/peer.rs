@@ -3,8 +3,11 @@
 //! The peer port opens before Raft starts: a node with an empty data dir
 //! first asks the other masters whether a cluster exists (see
 //! [`crate::bootstrap`]), and they ask it the same. Until [`PeerServer::open`]
-//! hands it Raft, the server answers `probe` as a blank node and refuses
-//! Raft traffic as stopped (senders retry, as for a node that is down).
+//! hands it Raft, the server refuses Raft traffic as stopped (senders retry,
+//! as for a node that is down). Its `probe` answer never claims more than
+//! it knows: a blank node says it is blank; a node with data says it holds a
+//! cluster but has not loaded its membership yet (`started: false`) until
+//! Raft has read its store, and the asker waits.
 
 use std::sync::{Arc, OnceLock};
 
@@ -26,13 +29,26 @@ use crate::Raft;
 pub struct PeerServer {
     id: NodeId,
     cluster: Arc<str>,
+    /// Whether the store was blank at start.
+    blank: bool,
     started: Arc<OnceLock<(Raft, LeaderWatch)>>,
 }
 
 impl PeerServer {
-    /// The peer service of node `id` of cluster `cluster`, before Raft starts.
-    pub fn new(id: NodeId, cluster: &str) -> PeerServer {
-        PeerServer { id, cluster: cluster.into(), started: Arc::default() }
+    /// The peer service of node `id` of cluster `cluster`, before Raft
+    /// starts; `blank` says whether its store holds nothing.
+    pub fn new(id: NodeId, cluster: &str, blank: bool) -> PeerServer {
+        PeerServer { id, cluster: cluster.into(), blank, started: Arc::default() }
+    }
+
+    /// Raft's metrics once they reflect the store: at once for a blank
+    /// node, and for a node with data once Raft has read its log or
+    /// membership (right after `Raft::new` they are still empty).
+    fn loaded(&self) -> Option<openraft::RaftMetrics<NodeId, taskraft_proto::NodeInfo>> {
+        let (raft, _) = self.started.get()?;
+        let m = raft.metrics().borrow().clone();
+        let read = m.last_log_index.is_some() || m.membership_config.log_id().is_some();
+        (self.blank || read).then_some(m)
     }
 
     /// Hands Raft to the server: from now on it serves Raft traffic and
@@ -57,18 +73,14 @@ impl PeerServer {
         }
     }
 
-    /// The ids of the live membership, once Raft runs.
-    pub fn member_ids(&self) -> Vec<NodeId> {
-        match self.started.get() {
-            Some((raft, _)) => raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .map(|(id, _)| *id)
-                .collect(),
-            None => Vec::new(),
+    /// Whether the peer port accepts master `id` besides the nodes of the
+    /// config: a member of the live membership, or anyone while that
+    /// membership is not known yet (only `probe` is answered then, and it
+    /// tells nothing it does not know; refusing would read as "not listed").
+    pub fn accepts(&self, id: NodeId) -> bool {
+        match self.loaded() {
+            Some(m) => m.membership_config.membership().get_node(&id).is_some(),
+            None => true,
         }
     }
 }
@@ -106,16 +118,19 @@ impl PeerService for PeerServer {
 
     async fn probe(self, _: Context) -> PeerProbe {
         let mut probe = PeerProbe::blank(self.id, &self.cluster);
-        if let Some((raft, _)) = self.started.get() {
-            let m = raft.metrics().borrow().clone();
-            let membership = m.membership_config.membership();
-            probe.started = true;
-            probe.membership_index = m.membership_config.log_id().map(|l| l.index);
-            probe.voters = membership.voter_ids().collect();
-            probe.learners = membership.learner_ids().collect();
-            probe.initialized = !probe.voters.is_empty() || m.last_log_index.is_some();
-            probe.leader = m.current_leader;
-        }
+        let Some(m) = self.loaded() else {
+            // A node with data whose Raft has not read it yet: it belongs to
+            // a cluster, but cannot say which members it has.
+            probe.initialized = !self.blank;
+            return probe;
+        };
+        let membership = m.membership_config.membership();
+        probe.started = true;
+        probe.membership_index = m.membership_config.log_id().map(|l| l.index);
+        probe.voters = membership.voter_ids().collect();
+        probe.learners = membership.learner_ids().collect();
+        probe.initialized = !probe.voters.is_empty() || m.last_log_index.is_some();
+        probe.leader = m.current_leader;
         probe
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use serde_json::json;
-use taskraft_client::Progress;
+use taskraft_client::{Client, Progress};
 use taskraft_proto::{ClusterConfig, NodeInfo};
 
 use crate::args::{MemberAddArgs, MemberCommand, MemberRemoveArgs, MemberWaitArgs, ReadArgs};
@@ -28,23 +28,13 @@ async fn wait(args: MemberWaitArgs) -> Result<(), Failure> {
     let client = super::client(&args.read.seeds)?;
     let started = Instant::now();
     loop {
-        if let Ok(s) = client.status().await {
-            let member = s.members.iter().find(|m| m.id == args.id);
-            if let Some(m) = member.filter(|m| m.role != "unreachable") {
-                if m.lag.is_some_and(|lag| lag <= CAUGHT_UP_LAG) {
-                    if args.read.json {
-                        super::print_json(&json!({"id": m.id, "role": m.role, "lag": m.lag}));
-                    } else {
-                        println!(
-                            "node {} is back: {} with lag {}",
-                            m.id,
-                            m.role,
-                            m.lag.unwrap_or(0)
-                        );
-                    }
-                    return Ok(());
-                }
+        if let Some((role, lag)) = caught_up(&client, args.id).await {
+            if args.read.json {
+                super::print_json(&json!({"id": args.id, "role": role, "lag": lag}));
+            } else {
+                println!("node {} is back: {role}, {lag} entries behind the leader", args.id);
             }
+            return Ok(());
         }
         if started.elapsed() >= args.timeout {
             return Err(Failure::Failed(anyhow!(
@@ -55,6 +45,17 @@ async fn wait(args: MemberWaitArgs) -> Result<(), Failure> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Node `id`'s role and lag once it answers itself (so a process that was
+/// just restarted, not its predecessor's last heartbeat, is what counts),
+/// follows the current leader, and is within [`CAUGHT_UP_LAG`] of it.
+async fn caught_up(client: &Client, id: u64) -> Option<(String, u64)> {
+    let status = client.status().await.ok()?;
+    let member = status.members.iter().find(|m| m.id == id)?;
+    let report = client.node_report_at(&member.client_addr).await.ok()?;
+    let behind = status.last_applied?.saturating_sub(report.last_applied.unwrap_or(0));
+    (report.leader == status.leader && behind <= CAUGHT_UP_LAG).then_some((report.role, behind))
 }
 
 async fn list(args: ReadArgs) -> Result<(), Failure> {
