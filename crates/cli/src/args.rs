@@ -16,6 +16,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print errors only: no warnings while a call retries (RUST_LOG overrides).
+    #[arg(long, global = true)]
+    pub quiet: bool,
 }
 
 /// The subcommands.
@@ -35,6 +38,8 @@ pub enum Command {
     Result(ResultArgs),
     /// Wait until no task is idle or in progress.
     Wait(WaitArgs),
+    /// Cancel tasks that have not finished: they end dead, with the error "cancelled".
+    Cancel(CancelArgs),
     /// Write a consistent, checksummed backup of the table (taken on the leader) to FILE.
     Backup(BackupArgs),
     /// Offline: seed the empty data dirs of a new cluster (the initial members of --config) from a backup.
@@ -101,12 +106,20 @@ pub struct Seeds {
     /// Client addresses of the masters, comma-separated (any subset works; the leader is found).
     #[arg(long, env = "TASKRAFT_SEEDS", value_delimiter = ',')]
     pub seeds: Vec<String>,
-    /// The cluster config, used for the seed list when --seeds is not given.
-    #[arg(long, env = "TASKRAFT_CONFIG", default_value = "cluster.toml")]
-    pub config: PathBuf,
+    /// The cluster config [default: cluster.toml]: the seed list when --seeds is not given, and
+    /// the token and TLS settings whenever it is given or ./cluster.toml exists.
+    #[arg(long, env = "TASKRAFT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// How long a call keeps retrying (across leader changes) before it fails.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub retry_for: Duration,
+}
+
+impl Seeds {
+    /// The config file to read: --config, else ./cluster.toml.
+    pub fn config_path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| PathBuf::from("cluster.toml"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +224,15 @@ pub struct ResultArgs {
     pub read: ReadArgs,
     /// The task id.
     pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The task ids (exit 1 if one does not exist).
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
+        _ if cli.quiet => "error,tarpc=off",
         args::Command::Master(_) | args::Command::Worker(_) => "info,openraft=error,tarpc=off",
         _ => "warn,openraft=error,tarpc=error",
     };

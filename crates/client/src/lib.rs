@@ -95,6 +95,9 @@ pub enum ClientError {
 /// The result of a client call.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// A call that keeps retrying says so at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
 /// What one attempt told us to do next.
 enum Next {
     Redirect(String),
@@ -150,6 +153,7 @@ impl Client {
         let started = Instant::now();
         let mut backoff = self.options.min_backoff;
         let mut attempts = 0u32;
+        let mut last_warning = Instant::now();
         loop {
             let addr = self.target().expect("seeds are not empty");
             let next = match self.connection(&addr).await {
@@ -214,8 +218,9 @@ impl Client {
                             last: to,
                         });
                     }
-                    if attempts.is_multiple_of(20) {
+                    if last_warning.elapsed() >= WARN_EVERY {
                         warn!(attempts, last = %to, "still looking for the leader; retrying with backoff");
+                        last_warning = Instant::now();
                     } else {
                         debug!(last = %to, "retrying");
                     }
@@ -363,6 +368,16 @@ impl Client {
             self.forget(addr, true);
             unavailable(e.to_string())
         })
+    }
+
+    /// Cancels unfinished tasks; one outcome per id. Retrying is safe: a
+    /// second cancel of the same task answers `Stale`.
+    pub async fn cancel(&self, ids: Vec<TaskId>) -> Result<Vec<Outcome>> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let ids = ids.clone();
+            async move { c.cancel(ctx, ids).await }
+        })
+        .await
     }
 
     /// One task.

@@ -201,6 +201,9 @@ pub trait ClientService {
     ) -> Result<TaskPage, WireError>;
     /// One task.
     async fn task(id: TaskId) -> Result<Task, WireError>;
+    /// Cancels up to 10,000 unfinished tasks (they end dead, "cancelled");
+    /// one outcome per id: `Accepted`, `Stale` (already finished) or `NotFound`.
+    async fn cancel(ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError>;
     /// Stages a consistent backup of the table (confirmed with a quorum) on
     /// the leader; read it with `backup_read`.
     async fn backup_open() -> Result<BackupInfo, WireError>;

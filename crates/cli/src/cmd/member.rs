@@ -83,7 +83,7 @@ fn addresses(args: &MemberAddArgs) -> Result<NodeInfo, Failure> {
     if let (Some(peer_addr), Some(client_addr)) = (&args.peer_addr, &args.client_addr) {
         return Ok(NodeInfo { peer_addr: peer_addr.clone(), client_addr: client_addr.clone() });
     }
-    let config = ClusterConfig::load(&args.read.seeds.config).map_err(|e| {
+    let config = ClusterConfig::load(&args.read.seeds.config_path()).map_err(|e| {
         Failure::Usage(anyhow!(
             "{e}\nthe new node's addresses come from its [[node]] entry in --config, or from --peer-addr and --client-addr"
         ))
@@ -91,7 +91,7 @@ fn addresses(args: &MemberAddArgs) -> Result<NodeInfo, Failure> {
     let node = config.node(args.id).map_err(|_| {
         Failure::Usage(anyhow!(
             "{} has no [[node]] with id {}; add one, or pass --peer-addr and --client-addr",
-            args.read.seeds.config.display(),
+            args.read.seeds.config_path().display(),
             args.id
         ))
     })?;

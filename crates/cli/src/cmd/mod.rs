@@ -2,6 +2,7 @@
 
 mod backup;
 mod bench;
+mod cancel;
 mod master;
 mod member;
 mod read;
@@ -30,6 +31,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Tasks(a) => read::tasks(a).await,
         Command::Result(a) => read::result(a).await,
         Command::Wait(a) => wait::run(a).await,
+        Command::Cancel(a) => cancel::run(a).await,
         Command::Backup(a) => backup::backup(a).await,
         Command::Restore(a) => backup::restore(a),
         Command::Bench(a) => bench::run(a).await,
@@ -37,28 +39,43 @@ pub async fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
+/// The config a client command reads: `--config` (which must load), else
+/// `./cluster.toml` when it exists (or when there are no seeds: then it is
+/// the seed list and must load too).
+fn config(seeds: &Seeds, seeded: bool) -> Result<Option<ClusterConfig>, Failure> {
+    let path = seeds.config_path();
+    if seeds.config.is_none() && seeded && !path.exists() {
+        return Ok(None);
+    }
+    ClusterConfig::load(&path).map(Some).map_err(|e| match seeded {
+        true => Failure::Usage(e.into()),
+        false => Failure::Usage(anyhow!("{e}\nno seeds: pass --seeds A,B,C, set TASKRAFT_SEEDS, or point --config at cluster.toml")),
+    })
+}
+
 /// A client for the seeds of `--seeds`, `TASKRAFT_SEEDS` or the config file.
+/// The config's token and TLS settings apply whatever supplies the seeds;
+/// without a config, they come from `TASKRAFT_TOKEN` and `TASKRAFT_TLS_CA`.
 fn client(seeds: &Seeds) -> Result<Arc<Client>, Failure> {
     let list: Vec<String> =
         seeds.seeds.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     let mut options = ClientOptions { retry_for: seeds.retry_for, ..ClientOptions::default() };
-    if !list.is_empty() {
-        // Without a config, the token can only come from TASKRAFT_TOKEN.
-        options.token = credentials_from_env().map_err(|e| Failure::Usage(e.into()))?;
-        return Ok(Arc::new(Client::with_options(list, options)));
+    let config = config(seeds, !list.is_empty())?;
+    options.token = match &config {
+        Some(c) => c.credentials(false),
+        None => credentials_from_env(),
     }
-    let config = ClusterConfig::load(&seeds.config).map_err(|e| {
-        Failure::Usage(anyhow!("{e}\nno seeds: pass --seeds A,B,C, set TASKRAFT_SEEDS, or point --config at cluster.toml"))
-    })?;
-    options.token = config.credentials(false).map_err(|e| Failure::Usage(e.into()))?;
-    Ok(Arc::new(Client::with_options(config.seeds(), options)))
+    .map_err(|e| Failure::Usage(e.into()))?;
+    let list = match (list.is_empty(), config) {
+        (true, Some(c)) => c.seeds(),
+        _ => list,
+    };
+    Ok(Arc::new(Client::with_options(list, options)))
 }
 
 /// A push worker's credentials: the config's (or TASKRAFT_TOKEN / TASKRAFT_TLS_CA).
 fn token(seeds: &Seeds) -> Result<taskraft_proto::auth::Credentials, Failure> {
-    let from_config =
-        seeds.seeds.is_empty().then(|| ClusterConfig::load(&seeds.config).ok()).flatten();
-    match from_config {
+    match config(seeds, true)? {
         Some(config) => config.credentials(true),
         None => credentials_from_env(),
     }

@@ -253,6 +253,10 @@ impl ClientService for Api {
         self.one_task(id).await
     }
 
+    async fn cancel(self, _: Context, ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError> {
+        self.cancel_tasks(ids).await
+    }
+
     async fn backup_open(self, _: Context) -> Result<BackupInfo, WireError> {
         self.backup_open_now().await
     }

@@ -1,0 +1,37 @@
+//! `taskraft cancel ID...`: unfinished tasks end dead, "cancelled".
+
+use anyhow::anyhow;
+use serde_json::json;
+use taskraft_core::{Outcome, TaskId};
+
+use crate::args::CancelArgs;
+use crate::Failure;
+
+pub async fn run(args: CancelArgs) -> Result<(), Failure> {
+    let client = super::client(&args.read.seeds)?;
+    let outcomes = client.cancel(args.ids.iter().map(|id| TaskId(*id)).collect()).await?;
+    let pick = |want: Outcome| -> Vec<u64> {
+        args.ids.iter().zip(&outcomes).filter(|(_, o)| **o == want).map(|(id, _)| *id).collect()
+    };
+    let (cancelled, finished, missing) =
+        (pick(Outcome::Accepted), pick(Outcome::Stale), pick(Outcome::NotFound));
+    if args.read.json {
+        super::print_json(&json!({
+            "cancelled": cancelled, "already_finished": finished, "not_found": missing,
+        }));
+    } else {
+        for (id, outcome) in args.ids.iter().zip(&outcomes) {
+            let what = match outcome {
+                Outcome::Accepted => "cancelled",
+                Outcome::Stale => "already finished; left as it is",
+                Outcome::NotFound => "not found",
+                Outcome::Duplicate => "unchanged",
+            };
+            println!("{id} {what}");
+        }
+    }
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(Failure::Failed(anyhow!("no task {missing:?}"))),
+    }
+}

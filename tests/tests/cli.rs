@@ -1,0 +1,97 @@
+//! The CLI as a new user meets it: credentials from the config whatever
+//! supplies the seeds, a `status` that diagnoses a dead cluster at once,
+//! quiet retries, and `cancel`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use taskraft_tests::process::free_addr;
+use taskraft_tests::{cluster::FAST, config_text, ProcCluster};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configs_token_applies_when_seeds_come_from_elsewhere() {
+    let cluster = ProcCluster::start(BIN, 3, &format!("{FAST}\ntoken = \"s3cret\""));
+    cluster.leader().await;
+    let seeds = cluster.config.seeds().join(",");
+    // --seeds and --config: the token comes from the config.
+    let out = cluster.cli(&["status", "--seeds", &seeds]);
+    assert!(out.status.success(), "{}", text(&out));
+    // TASKRAFT_SEEDS and --config, likewise.
+    let out = Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(&cluster.config_path)
+        .env("TASKRAFT_SEEDS", &seeds)
+        .env_remove("TASKRAFT_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // Seeds without any config (none in this directory) and no token: refused.
+    let out = Command::new(BIN)
+        .args(["status", "--seeds", &seeds, "--retry-for", "1s"])
+        .env_remove("TASKRAFT_TOKEN")
+        .env_remove("TASKRAFT_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[test]
+fn status_of_a_cluster_that_is_down_answers_at_once_node_by_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, config_text("down", dir.path(), &addrs, FAST)).unwrap();
+    let started = Instant::now();
+    let out = Command::new(BIN).arg("status").arg("--config").arg(&config).output().unwrap();
+    // Far below the 30 s a call retries for: the answer does not wait for a leader.
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("refused").count(), 3, "{stdout}");
+    for (_, client) in &addrs {
+        assert!(stdout.contains(client.as_str()), "{stdout}");
+    }
+    let out =
+        Command::new(BIN).args(["status", "--json", "--config"]).arg(&config).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["leader"].is_null() && v["nodes"].as_array().unwrap().len() == 3, "{v}");
+
+    // A command that retries warns at most every few seconds, and never with --quiet.
+    let run = |quiet: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["tasks", "--retry-for", "6s", "--config"]).arg(&config).env_remove("RUST_LOG");
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stderr).matches("WARN").count()
+    };
+    let warnings = run(false);
+    assert!((1..=2).contains(&warnings), "{warnings} warnings in 6 s");
+    assert_eq!(run(true), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_unfinished_tasks_and_names_the_missing_ones() {
+    let cluster = ProcCluster::start(BIN, 3, FAST);
+    cluster.leader().await;
+    assert!(cluster.cli(&["submit", "a", "b"]).status.success());
+    let out = cluster.cli(&["cancel", "1", "99"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("1 cancelled") && printed.contains("99 not found"), "{printed}");
+    let task = cluster.client().task(taskraft_core::TaskId(1)).await.unwrap();
+    assert_eq!(task.status, taskraft_core::Status::Dead);
+    assert_eq!(task.error.as_deref(), Some("cancelled"));
+    // Again: already finished, left as it is; task 2 untouched.
+    let out = cluster.cli(&["cancel", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["already_finished"], serde_json::json!([1]), "{v}");
+    let task = cluster.client().task(taskraft_core::TaskId(2)).await.unwrap();
+    assert_eq!(task.status, taskraft_core::Status::Idle);
+}
