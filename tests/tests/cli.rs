@@ -95,3 +95,30 @@ async fn cancel_ends_unfinished_tasks_and_names_the_missing_ones() {
     let task = cluster.client().task(taskraft_core::TaskId(2)).await.unwrap();
     assert_eq!(task.status, taskraft_core::Status::Idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_prints_plain_progress_lines_off_a_terminal_and_logs_can_be_json() {
+    let cluster = ProcCluster::start(BIN, 3, FAST);
+    cluster.leader().await;
+    assert!(cluster.cli(&["submit", "a", "b", "c"]).status.success());
+    let mut worker = cluster.worker(
+        "w01",
+        &["--id", "w01", "--handler", "sleep:300", "--exit-when-done", "--log-format", "json"],
+    );
+    let out = cluster.cli(&["wait", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 2, "one line per change: {stderr}");
+    assert!(lines.last().unwrap().starts_with("3/3 done (3 completed"), "{stderr}");
+    assert!(!stderr.contains('\r'), "no terminal control off a terminal: {stderr:?}");
+    worker.wait(Duration::from_secs(20)).await;
+    // Every line the worker logged is one JSON object.
+    let log = cluster.log("w01");
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

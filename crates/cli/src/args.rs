@@ -19,6 +19,18 @@ pub struct Cli {
     /// Print errors only: no warnings while a call retries (RUST_LOG overrides).
     #[arg(long, global = true)]
     pub quiet: bool,
+    /// Log lines as text, or as one JSON object per line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.

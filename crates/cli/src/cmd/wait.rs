@@ -1,10 +1,13 @@
-//! `taskraft wait`: until no task is idle or in progress, with a progress line.
+//! `taskraft wait`: until no task is idle or in progress. On a terminal a
+//! progress bar (done of total, rate, time left); otherwise a plain line
+//! each time the counts change, for logs and CI.
 
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
+use taskraft_core::Counts;
 
 use crate::args::WaitArgs;
 use crate::Failure;
@@ -12,45 +15,52 @@ use crate::Failure;
 /// How often the counts are read.
 const POLL: Duration = Duration::from_millis(200);
 
+fn line(c: &Counts) -> String {
+    format!(
+        "{}/{} done ({} completed, {} dead, {} in progress, {} idle)",
+        c.completed + c.dead,
+        c.total(),
+        c.completed,
+        c.dead,
+        c.in_progress,
+        c.idle
+    )
+}
+
 pub async fn run(args: WaitArgs) -> Result<(), Failure> {
     let client = super::client(&args.read.seeds)?;
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    // Hidden when stderr is not a terminal: plain lines are printed instead.
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} done  {per_sec}  ETA {eta}  {msg}")
+            .expect("a valid template"),
+    );
+    let plain = bar.is_hidden();
     let mut last_line = String::new();
     loop {
         let c = client.status().await?.counts;
-        let done = c.completed + c.dead;
-        let line = format!(
-            "{done}/{} done ({} completed, {} dead, {} in progress, {} idle)",
-            c.total(),
-            c.completed,
-            c.dead,
-            c.in_progress,
-            c.idle
-        );
+        let text = line(&c);
+        bar.set_length(c.total());
+        bar.set_position(c.completed + c.dead);
+        bar.set_message(format!("{} in progress, {} idle, {} dead", c.in_progress, c.idle, c.dead));
+        if plain && text != last_line {
+            eprintln!("{text}");
+        }
         if c.idle == 0 && c.in_progress == 0 {
-            if tty {
-                eprintln!("\r{line}");
-            }
+            bar.finish();
             if args.read.json {
                 super::print_json(
                     &json!({ "counts": c, "waited_ms": started.elapsed().as_millis() as u64 }),
                 );
-            } else if !tty {
-                eprintln!("{line}");
             }
             return Ok(());
         }
         if started.elapsed() >= args.timeout {
-            return Err(Failure::Failed(anyhow!("timed out after {:?}: {line}", args.timeout)));
+            bar.abandon();
+            return Err(Failure::Failed(anyhow!("timed out after {:?}: {text}", args.timeout)));
         }
-        if tty {
-            eprint!("\r{line}");
-            let _ = std::io::stderr().flush();
-        } else if line != last_line {
-            eprintln!("{line}");
-        }
-        last_line = line;
+        last_line = text;
         tokio::time::sleep(POLL).await;
     }
 }
