@@ -32,7 +32,8 @@ pub async fn status(args: ReadArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One line (or JSON object) per seed, then exit 1.
+/// One line (or JSON object) per seed: its role, or `refused`, `timeout`,
+/// `unauthorized`, `tls`; then exit 1 with the first error in full.
 fn no_leader(
     views: &[(String, Result<NodeReport, ClientError>)],
     json: bool,
@@ -45,6 +46,8 @@ fn no_leader(
                 "refused".to_string()
             } else if text.contains("token") || text.contains("nauthorized") {
                 "unauthorized".to_string()
+            } else if text.contains("tls") || text.contains("certificate") {
+                "tls".to_string()
             } else {
                 "timeout".to_string()
             }
@@ -75,7 +78,11 @@ fn no_leader(
             println!("  {addr:<21} {}{detail}", state(r));
         }
     }
-    Err(Failure::Failed(anyhow!("no leader is known")))
+    // The first error in full, for what a one-word state cannot say.
+    match views.iter().find_map(|(_, r)| r.as_ref().err()) {
+        Some(e) => Err(Failure::Failed(anyhow!("no leader is known; first error: {e}"))),
+        None => Err(Failure::Failed(anyhow!("no leader is known"))),
+    }
 }
 
 pub async fn tasks(args: TasksArgs) -> Result<(), Failure> {
