@@ -11,16 +11,8 @@
 # Each master gets SIGTERM and up to 10 s to stop before SIGKILL.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-config=$(realpath "${1:-$root/cluster.toml}")
-run=${TASKRAFT_RUN:-$root/run}
-bin=${TASKRAFT_BIN:-$root/target/release/taskraft}
-
-if [ -z "${TASKRAFT_BIN:-}" ]; then
-  echo "building taskraft (release)..."
-  (cd "$root" && cargo build --release --quiet -p taskraft-cli)
-fi
-bin=$(realpath "$bin")
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 leader() {
   local list
@@ -42,8 +34,7 @@ restart() {
     kill -KILL "$pid"
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   fi
-  (cd "$run" && exec "$bin" master --config "$config" --id "$id" >>"$run/logs/node$id.log" 2>&1) &
-  echo $! >"$pidfile"
+  start_master "$id"
   # Its own answer, not its predecessor's last heartbeat, says it is back.
   "$bin" member wait "$id" --config "$config" --timeout 120s
 }

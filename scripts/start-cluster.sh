@@ -10,18 +10,9 @@
 # Stop with scripts/stop-cluster.sh, which stops exactly these pids.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-config=$(realpath "${1:-$root/cluster.toml}")
-run=${TASKRAFT_RUN:-$root/run}
-bin=${TASKRAFT_BIN:-$root/target/release/taskraft}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-if [ -z "${TASKRAFT_BIN:-}" ]; then
-  echo "building taskraft (release)..."
-  (cd "$root" && cargo build --release --quiet -p taskraft-cli)
-fi
-bin=$(realpath "$bin")
-
-mkdir -p "$run/logs" "$run/pids"
 ids=$(sed -n 's/^[[:space:]]*id[[:space:]]*=[[:space:]]*\([0-9]*\).*/\1/p' "$config")
 for id in $ids; do
   pidfile="$run/pids/node$id.pid"
@@ -29,9 +20,8 @@ for id in $ids; do
     echo "node $id already running (pid $(cat "$pidfile"))"
     continue
   fi
-  (cd "$run" && exec "$bin" master --config "$config" --id "$id" >>"$run/logs/node$id.log" 2>&1) &
-  echo $! >"$pidfile"
-  echo "started node $id (pid $!), log $run/logs/node$id.log"
+  start_master "$id"
+  echo "started node $id (pid $(cat "$pidfile")), log $run/logs/node$id.log"
 done
 
 for _ in $(seq 1 100); do

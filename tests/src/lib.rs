@@ -36,6 +36,16 @@ where
     }
 }
 
+/// Runs `cmd` without blocking the test's runtime, asserts that it
+/// succeeds, and returns what it printed (stdout, then stderr).
+pub async fn output_ok(cmd: &mut tokio::process::Command, what: &str) -> String {
+    let out = cmd.output().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed: {text}");
+    text
+}
+
 /// A cluster.toml for `n` nodes at the given addresses, with data dirs under `dir`.
 pub fn config_text(
     name: &str,

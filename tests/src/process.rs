@@ -276,21 +276,9 @@ impl ProcCluster {
     /// asserting that the command succeeds; returns what it printed
     /// (stdout, then stderr).
     pub async fn cli_ok(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new(&self.bin)
-            .args(args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .env_remove("TASKRAFT_SEEDS")
-            .output()
-            .await
-            .expect("run taskraft");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "taskraft {} failed: {text}", args.join(" "));
-        text
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args).arg("--config").arg(&self.config_path).env_remove("TASKRAFT_SEEDS");
+        crate::output_ok(&mut cmd, &format!("taskraft {}", args.join(" "))).await
     }
 
     /// The voters of the live membership, as the leader reports them.

@@ -14,7 +14,7 @@ use taskraft_core::NewTask;
 use taskraft_proto::ClusterConfig;
 use taskraft_tests::process::free_addr;
 use taskraft_tests::story::Load;
-use taskraft_tests::{cluster::FAST, config_text, eventually};
+use taskraft_tests::{cluster::FAST, config_text, eventually, output_ok};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
 
@@ -30,21 +30,12 @@ fn scripts() -> PathBuf {
 
 impl Scripted {
     async fn script(&self, name: &str) -> String {
-        let out = tokio::process::Command::new("bash")
-            .arg(scripts().join(name))
+        let mut cmd = tokio::process::Command::new("bash");
+        cmd.arg(scripts().join(name))
             .arg(&self.config)
             .env("TASKRAFT_BIN", BIN)
-            .env("TASKRAFT_RUN", &self.run)
-            .output()
-            .await
-            .expect("run script");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{name} failed: {text}");
-        text
+            .env("TASKRAFT_RUN", &self.run);
+        output_ok(&mut cmd, name).await
     }
 }
 

@@ -109,14 +109,6 @@ pub fn decide(
     }
 }
 
-/// The answer a refused probe stands for: a node that does not list this
-/// one (its config does not, nor its membership). For the initializer it
-/// does not count as running Raft, so a cluster is never initialized with a
-/// member whose peers refuse it.
-fn not_listed(id: NodeId, cluster: &str) -> PeerProbe {
-    PeerProbe::blank(id, cluster)
-}
-
 /// Why a blank node may not start.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -144,20 +136,23 @@ pub async fn resolve(
     let ttl = Duration::from_millis(config.cluster.election_timeout_ms[1].max(500));
     let mut last_note: Option<Instant> = None;
     loop {
-        let mut answers = BTreeMap::new();
-        for node in config.node.iter().filter(|n| n.id != me) {
+        // All at once: a silent node costs one timeout per round, not one each.
+        let probes = config.node.iter().filter(|n| n.id != me).map(|node| async move {
             let answer = match network.probe(node.id, &node.info(), ttl).await {
                 Ok(p) if p.cluster == config.cluster.name && p.id == node.id => Some(p),
                 Ok(p) => {
                     warn!(node = node.id, answered = ?p, "a node of another cluster answers at this address; ignored");
                     None
                 }
-                // It does not list this node: as good as a blank node's answer.
-                Err(Unanswered::NotListed) => Some(not_listed(node.id, &config.cluster.name)),
+                // It does not list this node: as good as a blank node's
+                // answer (never as one that runs Raft, for the initializer).
+                Err(Unanswered::NotListed) => Some(PeerProbe::blank(node.id, &config.cluster.name)),
                 Err(Unanswered::Silent) => None,
             };
-            answers.insert(node.id, answer);
-        }
+            (node.id, answer)
+        });
+        let answers: BTreeMap<NodeId, Option<PeerProbe>> =
+            futures::future::join_all(probes).await.into_iter().collect();
         match decide(me, &listed, &initial, &answers) {
             Decision::Refuse { listed_by } => {
                 let dir =
@@ -305,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_node_the_others_refuse_joins_but_is_never_taken_for_running() {
-        let refused = |id| Some(not_listed(id, "c"));
+        let refused = |id| Some(PeerProbe::blank(id, "c"));
         let listed = [1, 2, 3, 6].into();
         let a = answers(vec![(1, refused(1)), (2, refused(2)), (3, refused(3))]);
         assert_eq!(decide(6, &listed, &[1, 2, 3].into(), &a), Decision::Join);

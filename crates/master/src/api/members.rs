@@ -27,15 +27,19 @@ impl Api {
         id == m.id || self.0.network.liveness().answered_within(id, window)
     }
 
+    /// The highest log index node `id` is known to hold: the leader's own
+    /// applied index, a follower's or learner's matched index.
+    pub(super) fn held_index(m: &Metrics, id: NodeId) -> Option<u64> {
+        if id == m.id {
+            return m.last_applied.map(|l| l.index);
+        }
+        m.replication.as_ref()?.get(&id).cloned().flatten().map(|l| l.index)
+    }
+
     /// Entries the leader holds that node `id` is not known to hold.
     pub(super) fn lag_of(m: &Metrics, id: NodeId) -> Option<u64> {
         let last = m.last_log_index.unwrap_or(0);
-        if id == m.id {
-            return Some(last.saturating_sub(m.last_applied.map_or(0, |l| l.index)));
-        }
-        let replication = m.replication.as_ref()?;
-        let matched = replication.get(&id).cloned().flatten()?;
-        Some(last.saturating_sub(matched.index))
+        Self::held_index(m, id).map(|held| last.saturating_sub(held))
     }
 
     fn leader_metrics(&self) -> Result<Metrics, WireError> {
@@ -120,11 +124,6 @@ impl Api {
         if membership.get_node(&id).is_none() {
             return Ok(());
         }
-        let voters_before: Vec<(NodeId, NodeInfo)> = membership
-            .voter_ids()
-            .filter(|v| *v != id)
-            .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
-            .collect();
         if membership.voter_ids().any(|v| v == id) {
             let current = membership.get_joint_config().clone();
             let mut new = current.last().cloned().unwrap_or_default();
@@ -145,9 +144,11 @@ impl Api {
             // remaining voters, so they campaign now rather than after the
             // lease and an election timeout.
             let ttl = Duration::from_millis(self.0.settings.election_timeout_ms[0]);
-            for (voter, node) in &voters_before {
-                self.0.network.announce_resignation(*voter, node, ttl).await;
-            }
+            let notices = membership.voter_ids().filter(|v| *v != id).filter_map(|v| {
+                let node = membership.get_node(&v)?;
+                Some(self.0.network.announce_resignation(v, node, ttl))
+            });
+            futures::future::join_all(notices).await;
         }
         Ok(())
     }

@@ -25,14 +25,7 @@ impl Api {
                 } else {
                     "learner"
                 };
-                let last_applied = if *id == m.id {
-                    m.last_applied.map(|l| l.index)
-                } else {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(id).cloned().flatten())
-                        .map(|l| l.index)
-                };
+                let last_applied = Self::held_index(&m, *id);
                 MemberStatus {
                     id: *id,
                     client_addr: node.client_addr.clone(),
