@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use taskraft_client::{Client, ClientOptions};
-use taskraft_master::{Node, NodeOptions};
+use taskraft_master::{Listeners, Node, NodeOptions};
 use taskraft_proto::{ClusterConfig, NodeId};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-use crate::{config_text, eventually};
+use crate::{config_text, eventually, Ports};
 
 /// Test timing: short leases and elections so stories run in seconds.
 pub const FAST: &str = "lease_timeout_ms = 1500\nscan_interval_ms = 100\nheartbeat_interval_ms = 50\nelection_timeout_ms = [200, 500]\nmax_attempts = 3\nmax_payload_bytes = 4096";
@@ -37,21 +37,23 @@ impl TestCluster {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for _ in 0..n {
-            let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let client = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let bind = || TcpListener::bind("127.0.0.1:0");
+            let (peer, client, http) = (bind().await, bind().await, bind().await);
+            let (peer, client, http) =
+                (peer.expect("bind"), client.expect("bind"), http.expect("bind"));
             let addr = |l: &TcpListener| l.local_addr().expect("addr").to_string();
-            addrs.push((addr(&peer), addr(&client)));
-            listeners.push((peer, client));
+            addrs.push(Ports { peer: addr(&peer), client: addr(&client), http: addr(&http) });
+            listeners.push(Listeners { peer, client, http: Some(http) });
         }
         let config =
             ClusterConfig::parse(&config_text("test", dir.path(), &addrs, extra)).expect("config");
         // All at once: a blank node waits for the others to answer before
         // its Raft starts (see taskraft_master::bootstrap).
         let mut starting = tokio::task::JoinSet::new();
-        for (i, (peer, client)) in listeners.into_iter().enumerate() {
+        for (i, listeners) in listeners.into_iter().enumerate() {
             let (id, config) = (i as NodeId + 1, config.clone());
             starting.spawn(async move {
-                let node = Node::start_on(&config, id, peer, client, NodeOptions::default()).await;
+                let node = Node::start_on(&config, id, listeners, NodeOptions::default()).await;
                 (id, node.expect("start node"))
             });
         }
@@ -90,6 +92,11 @@ impl TestCluster {
     /// A client seeded with every node's client address.
     pub fn client(&self) -> Arc<Client> {
         Arc::new(Client::with_options(self.config.seeds(), quick()))
+    }
+
+    /// A node's HTTP address (host:port).
+    pub fn http(&self, id: NodeId) -> String {
+        self.config.node(id).expect("node").http_addr.clone().expect("http_addr")
     }
 
     /// A client seeded with one node's client address only.

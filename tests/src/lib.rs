@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod http;
 pub mod process;
 pub mod proxy;
 pub mod story;
@@ -47,20 +48,34 @@ pub async fn output_ok(cmd: &mut tokio::process::Command, what: &str) -> String 
 }
 
 /// A cluster.toml for `n` nodes at the given addresses, with data dirs under `dir`.
-pub fn config_text(
-    name: &str,
-    dir: &std::path::Path,
-    addrs: &[(String, String)],
-    extra: &str,
-) -> String {
+pub fn config_text(name: &str, dir: &std::path::Path, ports: &[Ports], extra: &str) -> String {
     let mut text = format!("[cluster]\nname = \"{name}\"\n{extra}\n");
-    for (i, (peer, client)) in addrs.iter().enumerate() {
+    for (i, Ports { peer, client, http }) in ports.iter().enumerate() {
         let id = i + 1;
         let data = dir.join(format!("node{id}"));
         text += &format!(
-            "\n[[node]]\nid = {id}\npeer_addr = \"{peer}\"\nclient_addr = \"{client}\"\ndata_dir = \"{}\"\n",
+            "\n[[node]]\nid = {id}\npeer_addr = \"{peer}\"\nclient_addr = \"{client}\"\nhttp_addr = \"{http}\"\ndata_dir = \"{}\"\n",
             data.display()
         );
     }
     text
+}
+
+/// The three ports of one master in a test config.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// Raft traffic.
+    pub peer: String,
+    /// Workers and the CLI.
+    pub client: String,
+    /// Metrics, health, the JSON API and the console.
+    pub http: String,
+}
+
+impl Ports {
+    /// Three free ports on 127.0.0.1.
+    pub fn free() -> Ports {
+        let free = process::free_addr;
+        Ports { peer: free(), client: free(), http: free() }
+    }
 }

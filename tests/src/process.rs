@@ -11,7 +11,7 @@ use taskraft_client::{Client, ClientOptions};
 use taskraft_proto::{ClusterConfig, NodeId};
 use tempfile::TempDir;
 
-use crate::{config_text, eventually, Mode, Proxy};
+use crate::{config_text, eventually, Mode, Ports, Proxy};
 
 /// A child process killed (SIGKILL) and reaped on drop.
 pub struct Proc(pub Child);
@@ -78,7 +78,7 @@ impl ProcCluster {
     /// and waiting for `taskraft member add`. (A brand-new cluster forms
     /// only once every listed node has answered that it holds nothing.)
     pub fn start_with_spares(bin: &str, listed: usize, initial: usize, extra: &str) -> ProcCluster {
-        let addrs = (0..listed).map(|_| (free_addr(), free_addr())).collect();
+        let addrs = (0..listed).map(|_| Ports::free()).collect();
         let extra = format!("{}\n{extra}", initial_members(initial));
         ProcCluster::launch_at(bin, addrs, &extra, BTreeMap::new())
     }
@@ -96,11 +96,11 @@ impl ProcCluster {
         initial: usize,
         extra: &str,
     ) -> ProcCluster {
-        let addrs: Vec<(String, String)> = (0..n).map(|_| (free_addr(), free_addr())).collect();
+        let addrs: Vec<Ports> = (0..n).map(|_| Ports::free()).collect();
         let mut links = BTreeMap::new();
         for from in 1..=n {
             for to in (1..=n).filter(|to| *to != from) {
-                let proxy = Proxy::start(addrs[to - 1].0.clone()).await;
+                let proxy = Proxy::start(addrs[to - 1].peer.clone()).await;
                 links.insert((from as NodeId, to as NodeId), proxy);
             }
         }
@@ -114,7 +114,7 @@ impl ProcCluster {
         extra: &str,
         links: BTreeMap<(NodeId, NodeId), Proxy>,
     ) -> ProcCluster {
-        let addrs = (0..n).map(|_| (free_addr(), free_addr())).collect();
+        let addrs = (0..n).map(|_| Ports::free()).collect();
         ProcCluster::launch_at(bin, addrs, extra, links)
     }
 
@@ -122,7 +122,7 @@ impl ProcCluster {
     /// each other through `links` where given.
     fn launch_at(
         bin: &str,
-        addrs: Vec<(String, String)>,
+        addrs: Vec<Ports>,
         extra: &str,
         links: BTreeMap<(NodeId, NodeId), Proxy>,
     ) -> ProcCluster {

@@ -5,8 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use taskraft_tests::process::free_addr;
-use taskraft_tests::{cluster::FAST, config_text, ProcCluster};
+use taskraft_tests::{cluster::FAST, config_text, Ports, ProcCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
 
@@ -44,7 +43,7 @@ async fn the_configs_token_applies_when_seeds_come_from_elsewhere() {
 #[test]
 fn status_of_a_cluster_that_is_down_answers_at_once_node_by_node() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+    let addrs: Vec<Ports> = (0..3).map(|_| Ports::free()).collect();
     let config = dir.path().join("cluster.toml");
     std::fs::write(&config, config_text("down", dir.path(), &addrs, FAST)).unwrap();
     let started = Instant::now();
@@ -54,7 +53,7 @@ fn status_of_a_cluster_that_is_down_answers_at_once_node_by_node() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("refused").count(), 3, "{stdout}");
-    for (_, client) in &addrs {
+    for Ports { client, .. } in &addrs {
         assert!(stdout.contains(client.as_str()), "{stdout}");
     }
     let out =

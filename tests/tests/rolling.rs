@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use taskraft_client::{Client, ClientOptions};
 use taskraft_core::NewTask;
 use taskraft_proto::ClusterConfig;
-use taskraft_tests::process::free_addr;
 use taskraft_tests::story::Load;
-use taskraft_tests::{cluster::FAST, config_text, eventually, output_ok};
+use taskraft_tests::{cluster::FAST, config_text, eventually, output_ok, Ports};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
 
@@ -51,7 +50,7 @@ impl Drop for Scripted {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_a_drain_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+    let addrs: Vec<Ports> = (0..3).map(|_| Ports::free()).collect();
     let config_path = dir.path().join("cluster.toml");
     std::fs::write(&config_path, config_text("rolling", dir.path(), &addrs, FAST)).unwrap();
     let cluster = Scripted { run: dir.path().join("run"), config: config_path.clone() };

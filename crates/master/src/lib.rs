@@ -9,6 +9,8 @@
 //! - [`bootstrap`]: a node with an empty data dir never initializes a
 //!   cluster that exists, nor rejoins one as a member that lost its data;
 //! - [`membership`]: the rules a membership change passes before it starts;
+//! - [`metrics`]: what `/metrics` exports, recorded where it happens;
+//! - [`http`]: metrics, health checks, the JSON API and the web console;
 //! - [`node`]: wires it all together, and shuts it down in reverse order.
 
 #![warn(clippy::all)]
@@ -19,8 +21,10 @@ pub mod api;
 pub mod bootstrap;
 pub mod dispatch;
 pub mod failover;
+pub mod http;
 pub mod leader;
 pub mod membership;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod peer;
@@ -29,7 +33,7 @@ pub mod resources;
 pub mod server;
 pub mod store;
 
-pub use node::{Node, NodeError, NodeOptions};
+pub use node::{Listeners, Node, NodeError, NodeOptions};
 
 /// openraft's handle with taskraft's types.
 pub type Raft = openraft::Raft<taskraft_proto::TypeConfig>;

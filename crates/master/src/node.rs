@@ -21,10 +21,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::Api;
+use crate::api::{Api, Wiring};
 use crate::bootstrap::{self, Decision};
 use crate::dispatch::{Dispatcher, PushBoard};
 use crate::failover::LeaderWatch;
+use crate::http::{self, Http};
+use crate::metrics::{sampler, Metrics};
 use crate::network::PeerNetwork;
 use crate::peer::PeerServer;
 use crate::store::{self, StateMachine};
@@ -57,6 +59,16 @@ pub struct NodeOptions {
     pub peer_routes: BTreeMap<NodeId, String>,
 }
 
+/// The ports a node serves, bound before it starts.
+pub struct Listeners {
+    /// Raft traffic.
+    pub peer: TcpListener,
+    /// Workers and the CLI.
+    pub client: TcpListener,
+    /// Metrics, health, the JSON API and the console (optional).
+    pub http: Option<TcpListener>,
+}
+
 /// A running master node.
 pub struct Node {
     /// This node's id.
@@ -84,20 +96,26 @@ impl Node {
         };
         let peer = bind(&me.peer_addr).await?;
         let client = bind(&me.client_addr).await?;
-        Node::start_on(config, id, peer, client, options).await
+        let http = match &me.http_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Node::start_on(config, id, Listeners { peer, client, http }, options).await
     }
 
     /// Starts node `id` of `config` on listeners already bound (tests bind port 0).
     pub async fn start_on(
         config: &ClusterConfig,
         id: NodeId,
-        peer_listener: TcpListener,
-        client_listener: TcpListener,
+        listeners: Listeners,
         options: NodeOptions,
     ) -> Result<Node, NodeError> {
+        let Listeners { peer: peer_listener, client: client_listener, http: http_listener } =
+            listeners;
         let me = config.node(id).map_err(|e| NodeError::Config(e.to_string()))?;
         let token = config.credentials(true).map_err(|e| NodeError::Config(e.to_string()))?;
-        let (log, sm) = store::open(&me.data_dir, &config.cluster.name)?;
+        let metrics = Arc::new(Metrics::new(id));
+        let (log, sm) = store::open(&me.data_dir, &config.cluster.name, metrics.clone())?;
         let blank = log.is_blank();
         let raft_config = Arc::new(raft_config(config, id)?);
         let slice = (raft_config.election_timeout_min, raft_config.election_timeout_max);
@@ -121,15 +139,15 @@ impl Node {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let board = PushBoard::default();
-        let api = Api::new(
-            raft.clone(),
-            &sm,
-            config.cluster.clone(),
-            board.clone(),
-            token.clone(),
-            me.data_dir.clone(),
+        let wiring = Wiring {
+            settings: config.cluster.clone(),
+            board: board.clone(),
+            token: token.clone(),
+            data_dir: me.data_dir.clone(),
             network,
-        );
+            metrics: metrics.clone(),
+        };
+        let api = Api::new(raft.clone(), &sm, wiring);
         let watch = LeaderWatch::new(
             raft.clone(),
             id,
@@ -139,7 +157,12 @@ impl Node {
             config.cluster.heartbeat_interval_ms,
         );
         peers.open(raft.clone(), watch);
+        if let Some(listener) = http_listener {
+            let http = Http::new(config, id, api.clone(), metrics.clone());
+            tasks.push(http::serve(listener, http, shutdown.clone()));
+        }
         tasks.push(server::serve_clients(client_listener, api, token.clone(), shutdown.clone()));
+        tasks.push(sampler::spawn(raft.clone(), metrics, shutdown.clone()));
         match decision {
             Some(Decision::Initialize) => initialize(&raft, config, id).await?,
             Some(_) => info!(node = id, "empty data dir and no cluster lists this node: waiting to be added (taskraft member add {id})"),
@@ -161,7 +184,7 @@ impl Node {
             config.cluster.election_timeout_ms[1],
             shutdown.clone(),
         ));
-        info!(node = id, peer = %me.peer_addr, client = %me.client_addr, "master started");
+        info!(node = id, peer = %me.peer_addr, client = %me.client_addr, http = me.http_addr.as_deref().unwrap_or("-"), "master started");
         stop_on_error.disarm();
         Ok(Node { id, raft, state_machine: sm, shutdown, tasks })
     }

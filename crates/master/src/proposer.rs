@@ -9,12 +9,14 @@
 //! form the next, larger group. Each caller gets its own command's response.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::{ClientWriteError, RaftError};
 use taskraft_core::{Command, Response};
 use taskraft_proto::{NodeId, NodeInfo};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::metrics::{since, Metrics};
 use crate::Raft;
 
 /// Most commands in one entry.
@@ -31,11 +33,14 @@ type Pending = (Command, oneshot::Sender<ProposeResult>);
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<Pending>,
+    metrics: Arc<Metrics>,
 }
 
 impl Proposer {
     /// Starts the batching task; it ends when every `Proposer` clone is dropped.
-    pub fn spawn(raft: Raft) -> Proposer {
+    /// Group sizes and commit latencies are counted on `metrics`.
+    pub fn spawn(raft: Raft, metrics: Arc<Metrics>) -> Proposer {
+        let sizes = metrics.clone();
         let (queue, mut rx) = mpsc::channel::<Pending>(8 * MAX_BATCH);
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -49,6 +54,7 @@ impl Proposer {
                         Err(_) => break,
                     }
                 }
+                sizes.group_size.observe(group.len() as f64);
                 let raft = raft.clone();
                 tokio::spawn(async move {
                     commit(&raft, group).await;
@@ -56,16 +62,21 @@ impl Proposer {
                 });
             }
         });
-        Proposer { queue }
+        Proposer { queue, metrics }
     }
 
     /// Proposes `cmd`; resolves once it is applied on this node.
     pub async fn propose(&self, cmd: Command) -> ProposeResult {
+        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         if self.queue.send((cmd, tx)).await.is_err() {
             return Err(RaftError::Fatal(openraft::error::Fatal::Stopped));
         }
-        rx.await.unwrap_or(Err(RaftError::Fatal(openraft::error::Fatal::Stopped)))
+        let answer = rx.await.unwrap_or(Err(RaftError::Fatal(openraft::error::Fatal::Stopped)));
+        if answer.is_ok() {
+            self.metrics.commit_latency.observe(since(started));
+        }
+        answer
     }
 }
 

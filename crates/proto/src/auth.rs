@@ -75,7 +75,13 @@ impl Credentials {
         hello
     }
 
-    fn matches(&self, offered: &[u8]) -> bool {
+    /// Whether the cluster has a token (connections must prove it).
+    pub fn has_token(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// Whether `offered` is the cluster token (always, when there is none).
+    pub fn matches(&self, offered: &[u8]) -> bool {
         let Some(expected) = self.secret.as_deref() else { return true };
         // Constant time in the content; the length is not a secret worth hiding.
         expected.len() == offered.len()

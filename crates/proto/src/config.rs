@@ -99,6 +99,10 @@ pub struct NodeConfig {
     pub peer_addr: String,
     /// Where the node listens for workers and the CLI.
     pub client_addr: String,
+    /// Where the node serves HTTP: metrics, health checks, the JSON API and
+    /// the web console (optional; no HTTP listener without it).
+    #[serde(default)]
+    pub http_addr: Option<String>,
     /// The node's sled directory; relative paths are relative to the working directory.
     pub data_dir: PathBuf,
 }

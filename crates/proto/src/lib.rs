@@ -13,6 +13,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod json;
 pub mod peer;
 pub mod push;
 pub mod raft;

@@ -66,7 +66,8 @@ impl Tls {
         Ok(tls)
     }
 
-    pub(crate) fn acceptor(&self) -> Option<&TlsAcceptor> {
+    /// How a server accepts TLS connections (None for a client).
+    pub fn acceptor(&self) -> Option<&TlsAcceptor> {
         self.acceptor.as_ref()
     }
 

@@ -1,7 +1,6 @@
 //! `taskraft cancel ID...`: unfinished tasks end dead, "cancelled".
 
 use anyhow::anyhow;
-use serde_json::json;
 use taskraft_core::{Outcome, TaskId};
 
 use crate::args::CancelArgs;
@@ -10,15 +9,8 @@ use crate::Failure;
 pub async fn run(args: CancelArgs) -> Result<(), Failure> {
     let client = super::client(&args.read.seeds)?;
     let outcomes = client.cancel(args.ids.iter().map(|id| TaskId(*id)).collect()).await?;
-    let pick = |want: Outcome| -> Vec<u64> {
-        args.ids.iter().zip(&outcomes).filter(|(_, o)| **o == want).map(|(id, _)| *id).collect()
-    };
-    let (cancelled, finished, missing) =
-        (pick(Outcome::Accepted), pick(Outcome::Stale), pick(Outcome::NotFound));
     if args.read.json {
-        super::print_json(&json!({
-            "cancelled": cancelled, "already_finished": finished, "not_found": missing,
-        }));
+        super::print_json(&taskraft_proto::json::cancel_json(&args.ids, &outcomes));
     } else {
         for (id, outcome) in args.ids.iter().zip(&outcomes) {
             let what = match outcome {
@@ -30,6 +22,13 @@ pub async fn run(args: CancelArgs) -> Result<(), Failure> {
             println!("{id} {what}");
         }
     }
+    let missing: Vec<u64> = args
+        .ids
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == Outcome::NotFound)
+        .map(|(id, _)| *id)
+        .collect();
     match missing.is_empty() {
         true => Ok(()),
         false => Err(Failure::Failed(anyhow!("no task {missing:?}"))),

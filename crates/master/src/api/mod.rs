@@ -39,6 +39,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::dispatch::{self, PushBoard, REGISTRATION_TTL_MS, RENEW_INTERVAL_MS};
+use crate::metrics::Metrics;
 use crate::network::PeerNetwork;
 use crate::proposer::Proposer;
 use crate::store::{Applied, StateMachine};
@@ -46,6 +47,22 @@ use crate::{now_ms, Raft};
 
 /// Longest idempotency key accepted.
 const MAX_KEY_BYTES: usize = 1024;
+
+/// What a node hands its API besides Raft and the table.
+pub struct Wiring {
+    /// The `[cluster]` settings.
+    pub settings: ClusterSettings,
+    /// Push workers as the dispatcher sees them.
+    pub board: PushBoard,
+    /// The cluster token, proved to push workers at registration.
+    pub token: Credentials,
+    /// This node's data dir.
+    pub data_dir: PathBuf,
+    /// The peer network.
+    pub network: PeerNetwork,
+    /// This node's metrics (commit latency, group sizes).
+    pub metrics: Arc<Metrics>,
+}
 
 /// The client service of one node. Cheap to clone.
 #[derive(Clone)]
@@ -81,18 +98,11 @@ mod work;
 
 impl Api {
     /// The API of a node whose Raft is `raft` and whose table `sm` holds.
-    pub fn new(
-        raft: Raft,
-        sm: &StateMachine,
-        settings: ClusterSettings,
-        board: PushBoard,
-        token: Credentials,
-        data_dir: PathBuf,
-        network: PeerNetwork,
-    ) -> Api {
+    pub fn new(raft: Raft, sm: &StateMachine, wiring: Wiring) -> Api {
+        let Wiring { settings, board, token, data_dir, network, metrics } = wiring;
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
-        let proposer = Proposer::spawn(raft.clone());
+        let proposer = Proposer::spawn(raft.clone(), metrics);
         Api(Arc::new(Inner {
             raft,
             applied: sm.applied(),
@@ -151,6 +161,40 @@ impl Api {
             Some(LeaderHint { id, client_addr: node.client_addr.clone() })
         });
         WireError::NotLeader { leader }
+    }
+
+    /// The Raft handle.
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.0.raft
+    }
+
+    /// The token (and TLS) this node's ports check.
+    pub(crate) fn credentials(&self) -> Credentials {
+        self.0.token.clone()
+    }
+
+    /// Tasks by status in this node's table (not linearizable).
+    pub(crate) fn local_counts(&self) -> taskraft_core::Counts {
+        self.0.applied.read().expect("applied lock").table.counts()
+    }
+
+    /// Who holds leases in this node's table: per worker, how many tasks
+    /// and the oldest lease start (ms), busiest first.
+    pub(crate) fn holders(&self) -> Vec<(WorkerId, u64, u64)> {
+        let a = self.0.applied.read().expect("applied lock");
+        let mut by_worker: std::collections::BTreeMap<&WorkerId, (u64, u64)> = Default::default();
+        for (start, lease) in a.table.leases_by_start() {
+            let Some(worker) = a.table.get(lease.task).and_then(|t| t.worker.as_ref()) else {
+                continue;
+            };
+            let entry = by_worker.entry(worker).or_insert((0, start));
+            entry.0 += 1;
+            entry.1 = entry.1.min(start);
+        }
+        let mut out: Vec<(WorkerId, u64, u64)> =
+            by_worker.into_iter().map(|(w, (n, oldest))| (w.clone(), n, oldest)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
     }
 
     fn is_leader(&self) -> bool {

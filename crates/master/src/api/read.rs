@@ -5,7 +5,7 @@ use super::*;
 use crate::{resources, store};
 
 impl Api {
-    pub(super) async fn cluster_status(&self) -> Result<ClusterStatus, WireError> {
+    pub(crate) async fn cluster_status(&self) -> Result<ClusterStatus, WireError> {
         self.linearizable().await?;
         let m = self.0.raft.metrics().borrow().clone();
         let counts = self.0.applied.read().expect("applied lock").table.counts();
@@ -50,7 +50,7 @@ impl Api {
         })
     }
 
-    pub(super) async fn task_page(
+    pub(crate) async fn task_page(
         &self,
         status: Option<Status>,
         after: Option<TaskId>,
@@ -72,7 +72,7 @@ impl Api {
         })
     }
 
-    pub(super) async fn report(&self) -> NodeReport {
+    pub(crate) async fn report(&self) -> NodeReport {
         let m = self.0.raft.metrics().borrow().clone();
         let a = self.0.applied.read().expect("applied lock");
         let role = match m.state {
@@ -96,7 +96,7 @@ impl Api {
         }
     }
 
-    pub(super) async fn one_task(&self, id: TaskId) -> Result<Task, WireError> {
+    pub(crate) async fn one_task(&self, id: TaskId) -> Result<Task, WireError> {
         self.linearizable().await?;
         let a = self.0.applied.read().expect("applied lock");
         a.table

@@ -98,7 +98,7 @@ impl Api {
         Assignment::Leased { tasks, lease_timeout_ms: self.0.settings.lease_timeout_ms }
     }
 
-    pub(super) async fn submit_tasks(
+    pub(crate) async fn submit_tasks(
         &self,
         mut tasks: Vec<NewTask>,
     ) -> Result<Vec<Submitted>, WireError> {
@@ -114,7 +114,7 @@ impl Api {
         }
     }
 
-    pub(super) async fn request_tasks(
+    pub(crate) async fn request_tasks(
         &self,
         worker: WorkerId,
         max: u32,
@@ -125,7 +125,7 @@ impl Api {
         self.poll(&worker, max, wait_ms).await
     }
 
-    pub(super) async fn complete_one(
+    pub(crate) async fn complete_one(
         &self,
         lease: Lease,
         worker: WorkerId,
@@ -199,7 +199,7 @@ impl Api {
         Ok((outcomes, next))
     }
 
-    pub(super) async fn fail_one(
+    pub(crate) async fn fail_one(
         &self,
         lease: Lease,
         worker: WorkerId,
@@ -211,7 +211,7 @@ impl Api {
         self.lease_command("failure report", lease, &worker, cmd).await
     }
 
-    pub(super) async fn extend_one(
+    pub(crate) async fn extend_one(
         &self,
         lease: Lease,
         worker: WorkerId,
@@ -224,7 +224,7 @@ impl Api {
     /// Cancels tasks that have not finished (they end dead, "cancelled");
     /// one outcome per id, in order: `Accepted`, `Stale` (already
     /// finished) or `NotFound`. One Raft entry for all of them.
-    pub(super) async fn cancel_tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError> {
+    pub(crate) async fn cancel_tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError> {
         if ids.is_empty() || ids.len() > MAX_TASKS_PER_SUBMIT {
             return Err(WireError::Invalid(format!(
                 "{} ids; cancel 1 to {MAX_TASKS_PER_SUBMIT} tasks per call",

@@ -6,18 +6,22 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use taskraft_proto::{NodeId, TypeConfig};
 
 use super::{decode, encode};
+use crate::metrics::{since, Metrics};
 
 /// The Raft log and vote of one node. Cheap to clone: clones share the trees.
 #[derive(Clone)]
 pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
+    metrics: Arc<Metrics>,
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -25,8 +29,8 @@ fn key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    pub(super) fn new(log: sled::Tree, meta: sled::Tree) -> LogStore {
-        LogStore { log, meta }
+    pub(super) fn new(log: sled::Tree, meta: sled::Tree, metrics: Arc<Metrics>) -> LogStore {
+        LogStore { log, meta, metrics }
     }
 
     /// Whether this node has never voted, nor held a log entry: a data dir
@@ -132,6 +136,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // a crash only delays that until the leader says what is committed;
         // the next log append's flush (which covers the whole Db) persists it.
         self.meta.insert("committed", encode(&committed)).map_err(|e| StorageIOError::write(&e))?;
+        self.metrics.committed_index.set(committed.map_or(0, |l| l.index) as i64);
         Ok(())
     }
 
@@ -148,6 +153,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = Instant::now();
         let mut batch = sled::Batch::default();
         for entry in entries {
             batch.insert(&key(entry.log_id.index), encode(&entry));
@@ -157,6 +163,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // towards a quorum as soon as the callback reports success.
         match self.log.flush_async().await {
             Ok(_) => {
+                self.metrics.log_fsync.observe(since(started));
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }

@@ -21,6 +21,9 @@ mod state_machine;
 mod tests;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 
 /// sled's page cache per node.
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
@@ -45,14 +48,19 @@ pub enum OpenError {
     Corrupt { dir: String, what: String },
 }
 
-/// Opens (or creates) a node's store in `dir` for the cluster `cluster_name`.
-pub fn open(dir: &Path, cluster_name: &str) -> Result<(LogStore, StateMachine), OpenError> {
+/// Opens (or creates) a node's store in `dir` for the cluster `cluster_name`;
+/// its fsyncs, applies and snapshots are counted on `metrics`.
+pub fn open(
+    dir: &Path,
+    cluster_name: &str,
+    metrics: Arc<Metrics>,
+) -> Result<(LogStore, StateMachine), OpenError> {
     let db = open_db(dir, cluster_name)?;
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     let meta = db.open_tree("meta").map_err(sled_err)?;
-    let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta);
-    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir)
+    let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta, metrics.clone());
+    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir, metrics)
         .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
     Ok((log, sm))
 }

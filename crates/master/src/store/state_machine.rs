@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -29,6 +30,8 @@ use super::snapshot::{
     decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
 };
 use super::{decode, encode};
+use crate::metrics::events::{observe, Probe};
+use crate::metrics::{since, Metrics};
 
 const LAST_APPLIED: &[u8] = b"m:last_applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
@@ -80,11 +83,17 @@ pub struct StateMachine {
     applied_index: Arc<watch::Sender<u64>>,
     /// Bumped when an apply changed the push-worker registry.
     registry: Arc<watch::Sender<u64>>,
+    /// Task events, snapshot sizes and times.
+    metrics: Arc<Metrics>,
 }
 
 impl StateMachine {
     /// Loads the table from its tree. The error says what could not be decoded.
-    pub(super) fn open(tree: sled::Tree, dir: &Path) -> Result<StateMachine, String> {
+    pub(super) fn open(
+        tree: sled::Tree,
+        dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<StateMachine, String> {
         let mut rows = Vec::new();
         for kv in tree.scan_prefix([ROW_PREFIX]) {
             let (_, v) = kv.map_err(|e| e.to_string())?;
@@ -121,6 +130,7 @@ impl StateMachine {
             applied: Arc::new(RwLock::new(applied)),
             applied_index: Arc::new(watch::channel(index).0),
             registry: Arc::new(watch::channel(0).0),
+            metrics,
         })
     }
 
@@ -169,7 +179,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Response::Empty,
                     EntryPayload::Normal(cmd) => {
                         registry_changed |= cmd.touches_registry();
-                        a.table.apply_touching(cmd, &mut touched)
+                        let probe = Probe::of(&cmd, &a.table);
+                        let response = a.table.apply_touching(cmd, &mut touched);
+                        observe(&self.metrics, &probe, &response, &a.table);
+                        response
                     }
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -208,6 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // apply, so encode a consistent view now. Encoding the rows under the
         // read lock costs less memory than a copy of the table; it runs on a
         // blocking thread so that Raft's own tasks (heartbeats) keep running.
+        let started = Instant::now();
         let applied = self.applied.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let a = applied.read().expect("applied lock");
@@ -222,6 +236,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             data: Some(data),
             path: self.snapshot_path.clone(),
             tree: self.tree.clone(),
+            metrics: self.metrics.clone(),
+            started,
         }
     }
 
@@ -237,6 +253,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
+        let size = data.len();
         let table = decode_image(&data)
             .map_err(|e| {
                 StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
@@ -261,6 +278,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        self.metrics.snapshot_bytes.set(size as i64);
         *self.applied.write().expect("applied lock") =
             Applied { table, last_applied: meta.last_log_id, membership };
         self.registry.send_modify(|v| *v += 1);
@@ -286,6 +304,9 @@ pub struct SnapshotBuilder {
     data: Option<Vec<u8>>,
     path: PathBuf,
     tree: sled::Tree,
+    metrics: Arc<Metrics>,
+    /// When the builder was made (the table's encoding starts the build).
+    started: Instant,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -313,6 +334,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .expect("snapshot write does not panic")
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.metrics.snapshot_bytes.set(data.len() as i64);
+        self.metrics.snapshot_build.observe(since(self.started));
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }

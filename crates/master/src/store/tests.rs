@@ -12,7 +12,7 @@ struct SledBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm) = super::open(dir.path(), "suite").expect("open store");
+        let (log, sm) = super::open(dir.path(), "suite", metrics()).expect("open store");
         Ok((dir, log, sm))
     }
 }
@@ -25,8 +25,8 @@ fn sled_store_passes_openraft_storage_suite() -> Result<(), StorageError<NodeId>
 #[test]
 fn data_dir_of_another_cluster_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(super::open(dir.path(), "alpha").unwrap());
-    let err = super::open(dir.path(), "beta").err().expect("refused");
+    drop(super::open(dir.path(), "alpha", metrics()).unwrap());
+    let err = super::open(dir.path(), "beta", metrics()).err().expect("refused");
     assert!(err.to_string().contains("belongs to cluster \"alpha\""), "{err}");
 }
 
@@ -41,15 +41,19 @@ fn corrupt_task_row_is_detected_at_open() {
         db.open_tree("table").unwrap().insert(key, &b"\xff\xff not a task"[..]).unwrap();
         db.flush().unwrap();
     }
-    let err = super::open(dir.path(), "c").err().expect("refused");
+    let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
     assert!(err.to_string().contains("is corrupt (task row"), "{err}");
 }
 
 #[test]
 fn truncated_snapshot_file_is_detected_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    drop(super::open(dir.path(), "c").unwrap());
+    drop(super::open(dir.path(), "c", metrics()).unwrap());
     std::fs::write(dir.path().join("snapshot.bin"), [200u8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
-    let err = super::open(dir.path(), "c").err().expect("refused");
+    let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
     assert!(err.to_string().contains("snapshot.bin: truncated meta"), "{err}");
+}
+
+fn metrics() -> std::sync::Arc<crate::metrics::Metrics> {
+    std::sync::Arc::new(crate::metrics::Metrics::new(1))
 }

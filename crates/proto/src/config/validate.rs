@@ -93,8 +93,11 @@ impl ClusterConfig {
                     format!("id {} is used by two nodes", node.id),
                 ));
             }
+            let http = node.http_addr.iter().map(|a| ("http_addr", a));
             for (field, addr) in
                 [("peer_addr", &node.peer_addr), ("client_addr", &node.client_addr)]
+                    .into_iter()
+                    .chain(http)
             {
                 if addr.parse::<SocketAddr>().is_err() {
                     return Err(invalid(

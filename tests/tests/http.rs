@@ -1,0 +1,280 @@
+//! The HTTP port: the JSON API with its fencing answers, redirects from
+//! followers, refused input, the token, health checks and metrics, on
+//! in-process masters with real sockets.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use taskraft_tests::cluster::FAST;
+use taskraft_tests::http::{get, post, request};
+use taskraft_tests::{eventually, TestCluster};
+
+async fn submit(addr: &str, token: Option<&str>, tasks: Value) -> Vec<u64> {
+    let r = post(addr, "/v1/tasks", token, &json!({ "tasks": tasks })).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+}
+
+async fn lease(addr: &str, worker: &str, max: u32) -> Value {
+    let body = json!({ "worker": worker, "max": max, "wait_ms": 2000 });
+    let r = post(addr, "/v1/lease", None, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+async fn outcome(addr: &str, path: &str, body: Value) -> String {
+    let r = post(addr, path, None, &body).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()["outcome"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_protocol_over_http_keeps_every_fencing_answer() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.http(cluster.leader().await);
+    let ids = submit(&leader, None, json!([{ "data": "hello" }, { "data_b64": "/wA=" }])).await;
+    assert_eq!(ids.len(), 2);
+    let keyed = json!({"tasks": [{"data": "k", "key": "once"}]});
+    let a = post(&leader, "/v1/tasks", None, &keyed).await.json();
+    let b = post(&leader, "/v1/tasks", None, &keyed).await.json();
+    assert_eq!(a["ids"], b["ids"], "a repeated key returns the same task");
+    assert_eq!(b["created"], json!([false]));
+
+    // Lease both payloads: text as `data`, other bytes as `data_b64`.
+    let leased = lease(&leader, "py-1", 2).await;
+    assert_eq!(leased["state"], "leased", "{leased}");
+    assert_eq!(leased["lease_timeout_ms"], 1500);
+    let tasks = leased["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["data"], "hello");
+    assert_eq!(tasks[1]["data_b64"], "/wA=");
+    let (task, attempt) =
+        (tasks[0]["task"].as_u64().unwrap(), tasks[0]["attempt"].as_u64().unwrap());
+    let report = |result: &str| json!({"worker": "py-1", "task": task, "attempt": attempt, "result": result});
+
+    assert_eq!(
+        outcome(&leader, "/v1/extend", json!({"worker": "py-1", "task": task, "attempt": attempt}))
+            .await,
+        "accepted"
+    );
+    assert_eq!(outcome(&leader, "/v1/complete", report("HELLO")).await, "accepted");
+    assert_eq!(outcome(&leader, "/v1/complete", report("HELLO")).await, "duplicate");
+    let late = json!({"worker": "py-1", "task": task, "attempt": attempt + 1, "result": "x"});
+    assert_eq!(outcome(&leader, "/v1/complete", late).await, "stale");
+    let missing = json!({"worker": "py-1", "task": 999, "attempt": 1, "result": "x"});
+    assert_eq!(outcome(&leader, "/v1/complete", missing).await, "not_found");
+    let other = tasks[1]["task"].as_u64().unwrap();
+    let failed = json!({"worker": "py-1", "task": other, "attempt": 1, "error": "boom"});
+    assert_eq!(outcome(&leader, "/v1/fail", failed).await, "accepted");
+
+    // Reads: one task, a page, status; then cancel.
+    let one = get(&leader, &format!("/v1/tasks/{task}"), None).await.json();
+    assert_eq!(
+        (one["status"].as_str(), one["result"].as_str()),
+        (Some("completed"), Some("HELLO"))
+    );
+    let page = get(&leader, "/v1/tasks?limit=2", None).await.json();
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 2);
+    let next = page["next_after"].as_u64().expect("a second page");
+    let rest = get(&leader, &format!("/v1/tasks?after={next}&limit=2"), None).await.json();
+    assert_eq!(rest["tasks"].as_array().unwrap().len(), 1);
+    let idle = get(&leader, "/v1/tasks?status=idle", None).await.json();
+    assert!(idle["tasks"].as_array().unwrap().iter().all(|t| t["status"] == "idle"));
+    let cancelled = post(&leader, "/v1/cancel", None, &json!({"ids": [other, task, 777]})).await;
+    assert_eq!(
+        cancelled.json(),
+        json!({"cancelled": [other], "already_finished": [task], "not_found": [777]})
+    );
+    let status = get(&leader, "/v1/status", None).await.json();
+    assert_eq!(status["counts"]["completed"], 1);
+    assert_eq!(status["counts"]["dead"], 1);
+    assert_eq!(status["members"].as_array().unwrap().len(), 3);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_redirects_to_the_leader_and_a_long_poll_waits_for_work() {
+    let cluster = TestCluster::start(3).await;
+    let leader_id = cluster.leader().await;
+    let follower = cluster.running().into_iter().find(|id| *id != leader_id).unwrap();
+    let body = json!({ "tasks": [{ "data": "via follower" }] });
+    let r = post(&cluster.http(follower), "/v1/tasks", None, &body).await;
+    assert_eq!(r.status, 307, "{}", r.text());
+    let to = format!("http://{}/v1/tasks", cluster.http(leader_id));
+    assert_eq!(r.header("location"), Some(to.as_str()));
+    assert_eq!(r.json()["error"], "not_leader");
+    assert_eq!(r.json()["leader"]["id"], leader_id);
+    let q = get(&cluster.http(follower), "/v1/tasks?status=idle&limit=5", None).await;
+    assert_eq!(q.status, 307);
+    assert!(q.header("location").unwrap().ends_with("/v1/tasks?status=idle&limit=5"));
+
+    // Nothing was written through the follower; a long poll on the leader
+    // returns as soon as a task arrives.
+    let leader = cluster.http(leader_id);
+    let waiting = tokio::spawn({
+        let leader = leader.clone();
+        async move { lease(&leader, "w", 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the lease waits for a task");
+    submit(&leader, None, json!([{ "data": "late" }])).await;
+    let leased = waiting.await.unwrap();
+    assert_eq!(leased["tasks"][0]["data"], "late", "{leased}");
+    assert_eq!(leased["tasks"][0]["task"], 1, "the follower wrote nothing");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_json_error_and_writes_nothing() {
+    let cluster = TestCluster::start(3).await;
+    let id = cluster.leader().await;
+    let leader = cluster.http(id);
+    submit(&leader, None, json!([{ "data": "keep" }])).await;
+    let before = cluster.converged().await;
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("POST", "/v1/tasks", b"{not json".to_vec(), 400),
+        ("POST", "/v1/tasks", br#"{"tasks": [{"data": "x", "colour": "red"}]}"#.to_vec(), 400),
+        ("POST", "/v1/tasks", br#"{"tasks": [{"data": "x", "data_b64": "eA=="}]}"#.to_vec(), 400),
+        ("POST", "/v1/tasks", br#"{"tasks": [{"data_b64": "***"}]}"#.to_vec(), 400),
+        // Over max_payload_bytes (4096 in FAST): refused by the service layer.
+        (
+            "POST",
+            "/v1/tasks",
+            format!(r#"{{"tasks": [{{"data": "{}"}}]}}"#, "x".repeat(5000)).into_bytes(),
+            400,
+        ),
+        // Over the port's body limit (twice the payload limit plus 16 MiB).
+        ("POST", "/v1/tasks", vec![b' '; 17 << 20], 413),
+        ("POST", "/v1/lease", br#"{"worker": "", "max": 1}"#.to_vec(), 400),
+        ("POST", "/v1/lease", br#"{"worker": "w", "max": 1, "wait_ms": 99999999}"#.to_vec(), 400),
+        ("POST", "/v1/complete", br#"{"worker": "w", "task": 1}"#.to_vec(), 400),
+        ("POST", "/v1/cancel", br#"{"ids": []}"#.to_vec(), 400),
+        ("GET", "/v1/tasks?status=lost", Vec::new(), 400),
+        ("GET", "/v1/tasks?limit=0", Vec::new(), 400),
+        ("GET", "/v1/tasks?page=2", Vec::new(), 400),
+        ("GET", "/v1/tasks/abc", Vec::new(), 400),
+        ("GET", "/v1/tasks/999", Vec::new(), 404),
+        ("GET", "/nowhere", Vec::new(), 404),
+        ("DELETE", "/v1/tasks", Vec::new(), 405),
+    ];
+    for (method, path, body, want) in cases {
+        let body = (!body.is_empty()).then_some(body.as_slice());
+        let r = request(&leader, method, path, None, body).await;
+        assert_eq!(r.status, want, "{method} {path}: {}", r.text());
+        if want != 405 {
+            let err = r.json();
+            assert!(
+                err["error"].is_string() && err["message"].is_string(),
+                "{method} {path}: {err}"
+            );
+        }
+    }
+    let status = get(&leader, "/v1/status", None).await.json();
+    assert_eq!(status["counts"]["idle"], 1, "{status}");
+    assert_eq!(cluster.converged().await, before, "no entry was written");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_guards_everything_but_the_liveness_probe_and_the_page() {
+    let cluster = TestCluster::start_with(3, &format!("{FAST}\ntoken = \"s3cret\"")).await;
+    let leader = cluster.http(cluster.leader().await);
+    assert_eq!(get(&leader, "/healthz", None).await.status, 200);
+    assert_eq!(get(&leader, "/", None).await.status, 200);
+    for path in ["/metrics", "/readyz", "/v1/status", "/v1/console", "/v1/tasks"] {
+        let none = get(&leader, path, None).await;
+        assert_eq!(none.status, 401, "{path}");
+        assert_eq!(none.json()["error"], "unauthorized");
+        assert_eq!(get(&leader, path, Some("wrong")).await.status, 401, "{path}");
+        assert_eq!(get(&leader, path, Some("s3cret")).await.status, 200, "{path}");
+    }
+    let body = json!({"tasks": [{"data": "x"}]});
+    assert_eq!(post(&leader, "/v1/tasks", None, &body).await.status, 401);
+    assert_eq!(post(&leader, "/v1/tasks", Some("s3cret"), &body).await.status, 200);
+    let status = get(&leader, "/v1/status", Some("s3cret")).await.json();
+    assert_eq!(status["counts"]["idle"], 1, "the refused submit wrote nothing");
+    cluster.shutdown().await;
+}
+
+/// The value of one sample line of a Prometheus text answer.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_follow_the_table_and_raft() {
+    let mut cluster = TestCluster::start(3).await;
+    let id = cluster.leader().await;
+    let leader = cluster.http(id);
+    submit(&leader, None, json!([{ "data": "a" }, { "data": "b" }, { "data": "c" }])).await;
+    let leased = lease(&leader, "m", 2).await;
+    let t = &leased["tasks"][0];
+    let done = json!({"worker": "m", "task": t["task"], "attempt": t["attempt"], "result": "A"});
+    assert_eq!(outcome(&leader, "/v1/complete", done.clone()).await, "accepted");
+    assert_eq!(outcome(&leader, "/v1/complete", done).await, "duplicate");
+    cluster.converged().await;
+    for node in cluster.running() {
+        let text = get(&cluster.http(node), "/metrics", None).await.text();
+        // Every master applies the same log, so every master counts the same events.
+        assert_eq!(
+            sample(&text, "taskraft_tasks_submitted_total"),
+            Some(3.0),
+            "node {node}:\n{text}"
+        );
+        assert_eq!(sample(&text, "taskraft_tasks_leased_total"), Some(2.0), "node {node}");
+        assert_eq!(sample(&text, "taskraft_tasks_completed_total"), Some(1.0), "node {node}");
+        assert_eq!(
+            sample(&text, r#"taskraft_fenced_total{kind="duplicate"}"#),
+            Some(1.0),
+            "node {node}"
+        );
+        assert_eq!(sample(&text, r#"taskraft_tasks{status="idle"}"#), Some(1.0), "node {node}");
+        assert_eq!(
+            sample(&text, r#"taskraft_tasks{status="in_progress"}"#),
+            Some(1.0),
+            "node {node}"
+        );
+        assert_eq!(
+            sample(&text, r#"taskraft_tasks{status="completed"}"#),
+            Some(1.0),
+            "node {node}"
+        );
+        assert_eq!(sample(&text, "taskraft_queue_wait_seconds_count"), Some(2.0), "node {node}");
+        assert_eq!(sample(&text, "taskraft_run_time_seconds_count"), Some(1.0), "node {node}");
+        assert!(sample(&text, "taskraft_log_fsync_seconds_count").unwrap() > 0.0);
+        assert_eq!(sample(&text, "taskraft_raft_is_leader"), Some(f64::from(node == id)));
+        assert!(sample(&text, "taskraft_raft_term").unwrap() >= 1.0);
+        assert!(sample(&text, "taskraft_raft_applied_index").unwrap() >= 4.0);
+        assert!(sample(&text, "taskraft_raft_leader_changes_total").unwrap() >= 1.0);
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+        let ready = get(&cluster.http(node), "/readyz", None).await;
+        assert_eq!(ready.status, 200, "{}", ready.text());
+    }
+    let text = get(&leader, "/metrics", None).await.text();
+    assert!(sample(&text, "taskraft_commit_latency_seconds_count").unwrap() >= 3.0, "{text}");
+    assert!(sample(&text, "taskraft_group_commit_size_count").unwrap() >= 3.0);
+    for follower in cluster.running().into_iter().filter(|n| *n != id) {
+        let lag = format!("taskraft_raft_replication_lag{{follower=\"{follower}\"}}");
+        assert!(sample(&text, &lag).is_some(), "{lag} in\n{text}");
+    }
+
+    // With the leader and one follower gone, the last node knows no leader: not ready.
+    let last = cluster.running().into_iter().find(|n| *n != id).unwrap();
+    let other = cluster.running().into_iter().find(|n| *n != id && *n != last).unwrap();
+    cluster.stop(id).await;
+    cluster.stop(other).await;
+    let addr = cluster.http(last);
+    let body = eventually(Duration::from_secs(10), "readyz 503", || {
+        let addr = addr.clone();
+        async move {
+            let r = get(&addr, "/readyz", None).await;
+            (r.status == 503).then(|| r.json())
+        }
+    })
+    .await;
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["reason"], "no leader is known");
+    assert_eq!(get(&addr, "/healthz", None).await.status, 200, "alive all the same");
+    cluster.shutdown().await;
+}
