@@ -34,6 +34,12 @@ say "starting the cluster of cluster.toml (run folder $TASKRAFT_RUN)"
 "$root/scripts/stop-cluster.sh" >/dev/null 2>&1 || true
 rm -rf "$TASKRAFT_RUN"
 "$root/scripts/start-cluster.sh" "$config"
+consoles=$(sed -n 's/^http_addr = "\([^"]*\)".*/http:\/\/\1\//p' "$config")
+first=$(head -n 1 <<<"$consoles")
+echo
+echo "web console: $first   (every master serves it: $(paste -sd' ' <<<"$consoles"))"
+echo "  open it now to watch the run and the failover live; it moves to another master if its own is killed"
+echo "metrics:     curl -s ${first}metrics"
 tr() { "$bin" "$@" --config "$config"; }
 # Every task, one JSON page per line, following each page's next_after.
 all_tasks() {

@@ -243,6 +243,13 @@ impl ProcCluster {
         drop(self.nodes.remove(&id));
     }
 
+    /// `http://` or `https://` and a master's `http_addr`.
+    pub fn http_url(&self, id: NodeId) -> String {
+        let scheme = if self.config.cluster.tls_ca.is_some() { "https" } else { "http" };
+        let addr = self.config.node(id).expect("node").http_addr.clone().expect("http_addr");
+        format!("{scheme}://{addr}")
+    }
+
     /// A client seeded with every master.
     pub fn client(&self) -> Arc<Client> {
         let token = self.config.credentials(false).expect("credentials");
