@@ -278,3 +278,45 @@ async fn metrics_and_health_follow_the_table_and_raft() {
     assert_eq!(get(&addr, "/healthz", None).await.status, 200, "alive all the same");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
+    // Three nodes: the leader exports the per-follower lag too.
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.http(cluster.leader().await);
+    let text = eventually(Duration::from_secs(10), "follower lag exported", || {
+        let leader = leader.clone();
+        async move {
+            let text = get(&leader, "/metrics", None).await.text();
+            text.contains("taskraft_raft_replication_lag{").then_some(text)
+        }
+    })
+    .await;
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(families.len() >= 20, "{families:?}");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let docs = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
+    for f in &families {
+        assert!(docs.contains(&format!("| `{f}")), "{f} is not in docs/operations.md, \"Metrics\"");
+    }
+    let dashboard =
+        std::fs::read_to_string(format!("{root}/deploy/grafana/taskraft.json")).unwrap();
+    serde_json::from_str::<Value>(&dashboard).expect("the dashboard is JSON");
+    let mut used = 0;
+    for (i, _) in dashboard.match_indices("taskraft_") {
+        let name: String =
+            dashboard[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let family = ["_bucket", "_sum", "_count", "_total"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(families.contains(&family), "the dashboard uses {name}, which is not exported");
+        used += 1;
+    }
+    assert!(used >= 15, "the dashboard queries {used} metrics");
+    cluster.shutdown().await;
+}

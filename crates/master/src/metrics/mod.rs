@@ -133,6 +133,10 @@ impl Metrics {
         let expired = counter(&mut r, "leases_expired", "Leases taken back by the lease scanner.");
         let cancelled = counter(&mut r, "tasks_cancelled", "Tasks cancelled before they finished.");
         let fenced = Family::<KindLabel, Counter>::default();
+        // Both kinds exist from the start, at 0, so rate() sees the first one.
+        for kind in ["stale", "duplicate"] {
+            fenced.get_or_create(&KindLabel { kind }).inc_by(0);
+        }
         r.register("fenced", "Answers refused by fencing: kind=stale (not the current lease) or kind=duplicate (already completed by this lease).", fenced.clone());
         let queue_wait = histogram(
             &mut r,
