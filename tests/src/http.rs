@@ -45,11 +45,24 @@ pub async fn request(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request_with(addr, method, path, &headers, body).await
+}
+
+/// Sends `method path` with extra `headers` and an optional JSON body.
+pub async fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Reply {
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.expect("connect to the http port");
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        if let Some(t) = token {
-            head += &format!("Authorization: Bearer {t}\r\n");
+        for (name, value) in headers {
+            head += &format!("{name}: {value}\r\n");
         }
         if let Some(b) = body {
             head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len());

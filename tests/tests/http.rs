@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use taskraft_tests::cluster::FAST;
-use taskraft_tests::http::{get, post, request};
+use taskraft_tests::http::{get, post, request, request_with};
 use taskraft_tests::{eventually, TestCluster};
 
 async fn submit(addr: &str, token: Option<&str>, tasks: Value) -> Vec<u64> {
@@ -318,5 +318,35 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
         used += 1;
     }
     assert!(used >= 15, "the dashboard queries {used} metrics");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_lets_only_the_cluster_s_own_consoles_read_across_masters() {
+    let cluster = TestCluster::start_with(3, &format!("{FAST}\ntoken = \"t\"")).await;
+    let leader = cluster.http(cluster.leader().await);
+    let other = cluster.running().into_iter().map(|id| cluster.http(id)).find(|a| *a != leader);
+    let own = format!("http://{}", other.unwrap());
+    let allowed = |r: &taskraft_tests::http::Reply| {
+        r.header("access-control-allow-origin").map(str::to_owned)
+    };
+
+    // A preflight from another master's console: allowed, with the token header.
+    let pre = [("Origin", own.as_str()), ("Access-Control-Request-Headers", "authorization")];
+    let r = request_with(&leader, "OPTIONS", "/v1/console", &pre, None).await;
+    assert_eq!((r.status, allowed(&r)), (204, Some(own.clone())));
+    assert!(r.header("access-control-allow-headers").unwrap().contains("authorization"));
+    let read = [("Origin", own.as_str()), ("Authorization", "Bearer t")];
+    let r = request_with(&leader, "GET", "/v1/console", &read, None).await;
+    assert_eq!((r.status, allowed(&r)), (200, Some(own.clone())));
+
+    // Any other origin gets no CORS headers, and still needs the token.
+    let evil = [("Origin", "http://evil.example"), ("Authorization", "Bearer t")];
+    let r = request_with(&leader, "GET", "/v1/console", &evil, None).await;
+    assert_eq!(allowed(&r), None);
+    let r = request_with(&leader, "OPTIONS", "/v1/tasks", &evil[..1], None).await;
+    assert_eq!(allowed(&r), None);
+    let r = request_with(&leader, "GET", "/v1/console", &read[..1], None).await;
+    assert_eq!((r.status, allowed(&r)), (401, Some(own)), "a 401 the console can read");
     cluster.shutdown().await;
 }
