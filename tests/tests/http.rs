@@ -350,3 +350,28 @@ async fn cors_lets_only_the_cluster_s_own_consoles_read_across_masters() {
     assert_eq!((r.status, allowed(&r)), (401, Some(own)), "a 401 the console can read");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http_is_refused_and_the_port_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.http(cluster.leader().await);
+    let garbage: [&[u8]; 4] = [
+        b"\x00\x01\x02 not http at all\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"TRFT1\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+    ];
+    for bytes in garbage {
+        let mut s = tokio::net::TcpStream::connect(&leader).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the server closes a malformed connection");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    }
+    let r = get(&leader, "/v1/status", None).await;
+    assert_eq!(r.status, 200, "still serving: {}", r.text());
+    cluster.shutdown().await;
+}
