@@ -13,6 +13,7 @@ The token may also come from TASKRAFT_TOKEN. See docs/http-api.md.
 """
 
 import argparse
+import http.client
 import json
 import os
 import ssl
@@ -50,19 +51,28 @@ class Cluster:
             except urllib.error.HTTPError as e:
                 answer = read_json(e)
                 if e.code == 307 and e.headers.get("Location"):
-                    # A follower: the same call goes to the leader.
+                    # A follower: the same call goes to the leader (urllib
+                    # does not re-send a POST on a 307 by itself).
                     location = urllib.parse.urlsplit(e.headers["Location"])
                     self.base = f"{location.scheme}://{location.netloc}"
+                    self.give_up_after(deadline, path)
+                    time.sleep(0.02)
                     continue
-                if e.code not in (503,):
+                if e.code != 503:
                     raise SystemExit(f"{path}: HTTP {e.code}: {answer}")
-            except (urllib.error.URLError, OSError):
-                pass  # This master does not answer; try the next one.
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{path}: no master answered for a minute ({self.seeds})")
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError):
+                # This master does not answer, or its answer was cut off (it
+                # died mid-call). Retrying is safe: a report of the same lease
+                # is fenced (at worst "duplicate"), a lease of new work is new.
+                pass
+            self.give_up_after(deadline, path)
             tried += 1
             self.base = self.seeds[tried % len(self.seeds)]
             time.sleep(0.1)
+
+    def give_up_after(self, deadline, path):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path}: no master led and answered for a minute ({self.seeds})")
 
 
 def read_json(error):

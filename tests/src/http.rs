@@ -65,7 +65,10 @@ pub async fn request_with(
             head += &format!("{name}: {value}\r\n");
         }
         if let Some(b) = body {
-            head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len());
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+                head += "Content-Type: application/json\r\n";
+            }
+            head += &format!("Content-Length: {}\r\n", b.len());
         }
         head += "\r\n";
         s.write_all(head.as_bytes()).await.expect("send");

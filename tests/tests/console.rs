@@ -85,7 +85,7 @@ async fn the_console_shows_the_leader_and_the_counts_in_a_real_browser() {
     assert_eq!(element_text(&dom, "count-completed"), Some("1"), "{dom}");
     assert_eq!(element_text(&dom, "count-in_progress"), Some("0"), "{dom}");
     assert!(dom.contains(&format!("node {follower} (follower")), "read from the follower: {dom}");
-    assert!(dom.contains("role-leader"), "the members table marks the leader: {dom}");
+    assert!(dom.contains("class=\"role-leader\""), "the members table marks the leader: {dom}");
 
     // Without the token the page loads but shows no data.
     let bare = tempfile::tempdir().unwrap();

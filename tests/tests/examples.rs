@@ -22,7 +22,7 @@ async fn python_workers_drain_an_https_cluster_across_a_leader_kill() {
     let mut cluster = ProcCluster::start(BIN, 3, &extra);
     let leader = cluster.leader().await;
     let client = cluster.client();
-    let n: u64 = 300;
+    let n: u64 = 400;
     let tasks: Vec<NewTask> = (0..n)
         .map(|i| NewTask {
             data: format!("task-{i}").into_bytes(),
@@ -51,12 +51,16 @@ async fn python_workers_drain_an_https_cluster_across_a_leader_kill() {
             .expect("python3 runs (.ci/run installs it when missing)");
         workers.push((name, child));
     }
-    eventually(Duration::from_secs(60), "a fifth of the tasks completed", || {
+    let before = eventually(Duration::from_secs(60), "a fifth of the tasks completed", || {
         let client = client.clone();
-        async move { (client.status().await.ok()?.counts.completed >= n / 5).then_some(()) }
+        async move {
+            let done = client.status().await.ok()?.counts.completed;
+            (done >= n / 5).then_some(done)
+        }
     })
     .await;
     cluster.kill(leader);
+    assert!(before < n, "the leader died mid-run ({before} of {n} done), not after it");
 
     let mut accepted = 0;
     for (name, mut child) in workers {

@@ -110,14 +110,21 @@ async fn a_follower_redirects_to_the_leader_and_a_long_poll_waits_for_work() {
     // Nothing was written through the follower; a long poll on the leader
     // returns as soon as a task arrives.
     let leader = cluster.http(leader_id);
+    let started = std::time::Instant::now();
     let waiting = tokio::spawn({
         let leader = leader.clone();
-        async move { lease(&leader, "w", 1).await }
+        async move {
+            let body = json!({ "worker": "w", "max": 1, "wait_ms": 20000 });
+            post(&leader, "/v1/lease", None, &body).await.json()
+        }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!waiting.is_finished(), "the lease waits for a task");
     submit(&leader, None, json!([{ "data": "late" }])).await;
     let leased = waiting.await.unwrap();
+    let waited = started.elapsed();
+    // It waited for the task, and came back with it, not at its deadline.
+    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(15), "{waited:?}");
     assert_eq!(leased["tasks"][0]["data"], "late", "{leased}");
     assert_eq!(leased["tasks"][0]["task"], 1, "the follower wrote nothing");
     cluster.shutdown().await;
@@ -160,14 +167,26 @@ async fn bad_input_gets_a_json_error_and_writes_nothing() {
         let body = (!body.is_empty()).then_some(body.as_slice());
         let r = request(&leader, method, path, None, body).await;
         assert_eq!(r.status, want, "{method} {path}: {}", r.text());
-        if want != 405 {
-            let err = r.json();
-            assert!(
-                err["error"].is_string() && err["message"].is_string(),
-                "{method} {path}: {err}"
-            );
-        }
+        let err = r.json();
+        assert!(err["error"].is_string() && err["message"].is_string(), "{method} {path}: {err}");
     }
+    // What other web pages could send: a form post, a foreign origin, another host name.
+    let json_body: &[u8] = br#"{"tasks": [{"data": "from a web page"}]}"#;
+    let browser_cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (vec![("Content-Type", "text/plain")], 415),
+        (vec![("Content-Type", "application/json"), ("Origin", "http://evil.example")], 403),
+    ];
+    for (headers, want) in browser_cases {
+        let r = request_with(&leader, "POST", "/v1/tasks", &headers, Some(json_body)).await;
+        assert_eq!(r.status, want, "{headers:?}: {}", r.text());
+        assert!(r.json()["error"].is_string());
+    }
+    let port = leader.rsplit(':').next().unwrap();
+    let rebound = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+    );
+    let r = raw(&leader, rebound.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 421"), "{r}");
     let status = get(&leader, "/v1/status", None).await.json();
     assert_eq!(status["counts"]["idle"], 1, "{status}");
     assert_eq!(cluster.converged().await, before, "no entry was written");
@@ -193,6 +212,17 @@ async fn the_token_guards_everything_but_the_liveness_probe_and_the_page() {
     let status = get(&leader, "/v1/status", Some("s3cret")).await.json();
     assert_eq!(status["counts"]["idle"], 1, "the refused submit wrote nothing");
     cluster.shutdown().await;
+}
+
+/// Sends raw bytes and returns the answer as text.
+async fn raw(addr: &str, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server answers and closes");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// The value of one sample line of a Prometheus text answer.
@@ -292,16 +322,24 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
         }
     })
     .await;
-    let families: Vec<&str> = text
+    let families: Vec<(&str, &str)> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split(' ').next())
+        .filter_map(|l| l.split_once(' '))
         .collect();
     assert!(families.len() >= 20, "{families:?}");
+    let samples: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let docs = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
-    for f in &families {
-        assert!(docs.contains(&format!("| `{f}")), "{f} is not in docs/operations.md, \"Metrics\"");
+    for (family, kind) in &families {
+        let name = if *kind == "counter" { format!("{family}_total") } else { family.to_string() };
+        let listed =
+            docs.contains(&format!("| `{name}`")) || docs.contains(&format!("| `{name}{{"));
+        assert!(listed, "{name} is not in docs/operations.md, \"Metrics\"");
     }
     let dashboard =
         std::fs::read_to_string(format!("{root}/deploy/grafana/taskraft.json")).unwrap();
@@ -310,11 +348,10 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
     for (i, _) in dashboard.match_indices("taskraft_") {
         let name: String =
             dashboard[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        let family = ["_bucket", "_sum", "_count", "_total"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .unwrap_or(&name);
-        assert!(families.contains(&family), "the dashboard uses {name}, which is not exported");
+        assert!(
+            samples.contains(&name.as_str()),
+            "the dashboard uses {name}, which is not exported"
+        );
         used += 1;
     }
     assert!(used >= 15, "the dashboard queries {used} metrics");
@@ -353,7 +390,6 @@ async fn cors_lets_only_the_cluster_s_own_consoles_read_across_masters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_is_refused_and_the_port_keeps_serving() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = TestCluster::start(3).await;
     let leader = cluster.http(cluster.leader().await);
     let garbage: [&[u8]; 4] = [
@@ -363,12 +399,7 @@ async fn malformed_http_is_refused_and_the_port_keeps_serving() {
         b"TRFT1\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
     ];
     for bytes in garbage {
-        let mut s = tokio::net::TcpStream::connect(&leader).await.unwrap();
-        s.write_all(bytes).await.unwrap();
-        let mut answer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer)).await;
-        assert!(read.is_ok(), "the server closes a malformed connection");
-        let text = String::from_utf8_lossy(&answer);
+        let text = raw(&leader, bytes).await;
         assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
     }
     let r = get(&leader, "/v1/status", None).await;

@@ -20,6 +20,7 @@
 mod console;
 mod ops;
 mod reply;
+mod stall;
 mod v1;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,11 @@ use reply::ApiError;
 const MAX_CONNECTIONS: usize = 1024;
 /// A client must finish its TLS handshake and each request's headers this fast.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection whose client sends nothing for this long is closed (above
+/// the longest long poll, during which the client sends nothing either).
+const READ_STALL: Duration = Duration::from_secs(90);
+/// A connection whose client reads nothing of its answers for this long is closed.
+const WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// What the HTTP handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -96,6 +102,13 @@ fn router(http: Http) -> Router {
         .merge(v1::routes())
         .merge(console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "not with this method",
+            )
+        })
         .layer(middleware::from_fn_with_state(http.clone(), guard))
         .with_state(http)
 }
@@ -105,7 +118,7 @@ fn is_open(method: &Method, path: &str) -> bool {
     method == Method::GET && matches!(path, "/healthz" | "/")
 }
 
-/// The token check and CORS for the console's own origins.
+/// The token check, the browser checks, and CORS for the console's own origins.
 async fn guard(State(h): State<Http>, req: Request, next: Next) -> Response {
     let origin = req
         .headers()
@@ -113,6 +126,9 @@ async fn guard(State(h): State<Http>, req: Request, next: Next) -> Response {
         .and_then(|o| o.to_str().ok())
         .filter(|o| h.0.origins.contains(*o))
         .map(str::to_owned);
+    if let Err(refused) = browser_checks(&h, &req, origin.is_some()) {
+        return refused.into_response();
+    }
     if req.method() == Method::OPTIONS {
         let mut r = StatusCode::NO_CONTENT.into_response();
         if let Some(o) = &origin {
@@ -146,6 +162,48 @@ async fn guard(State(h): State<Http>, req: Request, next: Next) -> Response {
     r
 }
 
+/// What keeps other web pages out, token or not: a request from a page of
+/// another origin is refused (the cluster's own consoles excepted); writes
+/// must be JSON (which a page cannot send to another origin without CORS);
+/// and without a token, the Host must be one the cluster serves under
+/// (DNS rebinding).
+fn browser_checks(h: &Http, req: &Request, own_origin: bool) -> Result<(), ApiError> {
+    let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if header_str(header::ORIGIN).is_some_and(|o| !own_origin && o != "null") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "requests from other web pages are refused",
+        ));
+    }
+    if req.method() == Method::POST
+        && !header_str(header::CONTENT_TYPE).is_some_and(|t| t.starts_with("application/json"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    if !h.0.token.has_token() {
+        let host = header_str(header::HOST).unwrap_or_default();
+        let port = host.rsplit_once(':').map(|(_, p)| p);
+        let served = h.0.http_addrs.values().any(|a| {
+            let (ip, a_port) = a.rsplit_once(':').unwrap_or((a, ""));
+            let any_ip = matches!(ip, "0.0.0.0" | "[::]");
+            a == host || (port == Some(a_port) && (any_ip || host.starts_with("localhost:")))
+        });
+        if !served {
+            return Err(ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "unknown_host",
+                format!("Host {host:?} is not an http_addr of this cluster; set a token to serve other names"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn bearer(req: &Request) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -167,7 +225,6 @@ pub fn serve(listener: TcpListener, http: Http, shutdown: CancellationToken) -> 
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else { return };
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
@@ -179,7 +236,14 @@ pub fn serve(listener: TcpListener, http: Http, shutdown: CancellationToken) -> 
                     }
                 },
             };
+            // Full: close at once rather than leave clients hanging in the backlog.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                debug!("http connection refused: {MAX_CONNECTIONS} open");
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
+            let stream = stall::Stall::new(stream, READ_STALL, WRITE_STALL);
             let (router, acceptor, shutdown) = (router.clone(), acceptor.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let connection = async move {

@@ -5,7 +5,9 @@
 //! first ([`Probe::of`], no payload copied) and matched with the table's
 //! answer afterwards ([`observe`]).
 
-use taskraft_core::{Command, Outcome, Response, Table, TaskId};
+use taskraft_core::{Command, Lease, Outcome, Response, Table, TaskId};
+
+use super::recent::KEPT;
 
 use super::{ms_to_s, Metrics};
 
@@ -19,7 +21,7 @@ pub enum Probe {
         start: Option<u64>,
         now_ms: u64,
     },
-    Fail(TaskId, u64),
+    Fail(Lease, u64),
     Extend,
     Expire(u64),
     Cancel(TaskId, u64),
@@ -37,7 +39,7 @@ impl Probe {
                 start: table.get(lease.task).and_then(|t| t.lease_start_ms),
                 now_ms: *now_ms,
             },
-            Command::Fail { lease, now_ms, .. } => Probe::Fail(lease.task, *now_ms),
+            Command::Fail { lease, now_ms, .. } => Probe::Fail(*lease, *now_ms),
             Command::Extend { .. } => Probe::Extend,
             Command::Expire { now_ms, .. } => Probe::Expire(*now_ms),
             Command::Cancel { task, now_ms } => Probe::Cancel(*task, *now_ms),
@@ -74,13 +76,15 @@ pub fn observe(m: &Metrics, probe: &Probe, response: &Response, table: &Table) {
                 m.run_time.observe(ms_to_s(now_ms.saturating_sub(*start)));
             }
         }
-        (Probe::Fail(id, at), Response::Outcome(Outcome::Accepted)) => {
+        (Probe::Fail(lease, at), Response::Outcome(Outcome::Accepted)) => {
             m.failed.inc();
-            m.recent.record(table, *id, "failed", *at);
+            m.recent.record(table, *lease, "failed", *at);
         }
         (Probe::Cancel(id, at), Response::Outcome(Outcome::Accepted)) => {
             m.cancelled.inc();
-            m.recent.record(table, *id, "cancelled", *at);
+            if let Some(t) = table.get(*id) {
+                m.recent.record(table, Lease { task: *id, attempt: t.attempt }, "cancelled", *at);
+            }
         }
         (Probe::Complete { .. } | Probe::Fail(..) | Probe::Extend, Response::Outcome(o)) => match o
         {
@@ -90,8 +94,9 @@ pub fn observe(m: &Metrics, probe: &Probe, response: &Response, table: &Table) {
         },
         (Probe::Expire(at), Response::Expired(leases)) => {
             m.expired.inc_by(leases.len() as u64);
-            for lease in leases {
-                m.recent.record(table, lease.task, "expired", *at);
+            // Only the newest few matter to the console.
+            for lease in leases.iter().skip(leases.len().saturating_sub(KEPT)) {
+                m.recent.record(table, *lease, "expired", *at);
             }
         }
         _ => {}

@@ -5,10 +5,12 @@ use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use taskraft_core::{Status, Table, TaskId};
+use taskraft_core::{Lease, Status, Table};
 
 /// Failures kept.
 pub const KEPT: usize = 50;
+/// Longest error text kept per failure (the rest is cut).
+pub const ERROR_BYTES: usize = 512;
 
 /// One failure as the console shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -32,14 +34,14 @@ pub struct Failure {
 pub struct Recent(Mutex<VecDeque<Failure>>);
 
 impl Recent {
-    /// Records that `task` just failed in the way `kind` says.
-    pub fn record(&self, table: &Table, task: TaskId, kind: &'static str, at_ms: u64) {
-        let Some(t) = table.get(task) else { return };
+    /// Records that `lease` just failed in the way `kind` says.
+    pub fn record(&self, table: &Table, lease: Lease, kind: &'static str, at_ms: u64) {
+        let Some(t) = table.get(lease.task) else { return };
         let failure = Failure {
-            task: task.0,
-            attempt: t.attempt.0,
+            task: lease.task.0,
+            attempt: lease.attempt.0,
             kind,
-            error: t.error.clone(),
+            error: t.error.as_deref().map(cut),
             dead: t.status == Status::Dead,
             at_ms,
         };
@@ -54,4 +56,16 @@ impl Recent {
     pub fn list(&self) -> Vec<Failure> {
         self.0.lock().iter().cloned().collect()
     }
+}
+
+/// `error` cut to at most [`ERROR_BYTES`], on a character boundary.
+fn cut(error: &str) -> String {
+    if error.len() <= ERROR_BYTES {
+        return error.to_owned();
+    }
+    let mut end = ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &error[..end])
 }
