@@ -57,7 +57,9 @@ fn element_text<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_leader_and_the_counts_in_a_real_browser() {
-    let cluster = TestCluster::start_with(3, &format!("{FAST}\ntoken = \"c0nsole\"")).await;
+    // Leases long enough to outlast the browser's start on a slow machine.
+    let timing = FAST.replace("lease_timeout_ms = 1500", "lease_timeout_ms = 120000");
+    let cluster = TestCluster::start_with(3, &format!("{timing}\ntoken = \"c0nsole\"")).await;
     let leader = cluster.leader().await;
     let http = cluster.http(leader);
     let tasks = json!({ "tasks": [{ "data": "a" }, { "data": "b" }, { "data": "c" }] });
@@ -73,6 +75,22 @@ async fn the_console_shows_the_leader_and_the_counts_in_a_real_browser() {
         post(&http, "/v1/complete", Some("c0nsole"), &done).await.json()["outcome"],
         "accepted"
     );
+    // A second lease stays open: the workers table shows who holds what.
+    let held =
+        post(&http, "/v1/lease", Some("c0nsole"), &json!({ "worker": "holder-9", "max": 1 }))
+            .await
+            .json();
+    let held_task = held["tasks"][0]["task"].as_u64().expect("a second task leased");
+    // And a third fails: it is idle again, and listed under recent failures.
+    let third = post(&http, "/v1/lease", Some("c0nsole"), &json!({ "worker": "w3", "max": 1 }))
+        .await
+        .json();
+    let t = &third["tasks"][0];
+    let failed = json!({ "worker": "w3", "task": t["task"], "attempt": t["attempt"], "error": "upstream said 503" });
+    assert_eq!(
+        post(&http, "/v1/fail", Some("c0nsole"), &failed).await.json()["outcome"],
+        "accepted"
+    );
     cluster.converged().await;
 
     // Opened on a follower: the console works from any master.
@@ -81,9 +99,12 @@ async fn the_console_shows_the_leader_and_the_counts_in_a_real_browser() {
     let profile = tempfile::tempdir().unwrap();
     let dom = chromium(&url, "--dump-dom", profile.path()).await;
     assert_eq!(element_text(&dom, "leader"), Some(format!("node {leader}").as_str()), "{dom}");
-    assert_eq!(element_text(&dom, "count-idle"), Some("2"), "{dom}");
+    assert_eq!(element_text(&dom, "count-idle"), Some("1"), "{dom}");
     assert_eq!(element_text(&dom, "count-completed"), Some("1"), "{dom}");
-    assert_eq!(element_text(&dom, "count-in_progress"), Some("0"), "{dom}");
+    assert_eq!(element_text(&dom, "count-in_progress"), Some("1"), "{dom}");
+    let holder = format!("<td>holder-9</td><td>pull</td><td>1</td><td>#{held_task}</td>");
+    assert!(dom.contains(&holder), "the workers table: {dom}");
+    assert!(dom.contains("upstream said 503"), "the recent failures: {dom}");
     assert!(dom.contains(&format!("node {follower} (follower")), "read from the follower: {dom}");
     assert!(dom.contains("class=\"role-leader\""), "the members table marks the leader: {dom}");
 

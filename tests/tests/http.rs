@@ -9,6 +9,12 @@ use taskraft_tests::cluster::FAST;
 use taskraft_tests::http::{get, post, request, request_with};
 use taskraft_tests::{eventually, TestCluster};
 
+/// Test timing with leases that outlast any pause of a loaded machine, so
+/// that a lease held across a few calls is never taken back meanwhile.
+fn long_leases() -> String {
+    FAST.replace("lease_timeout_ms = 1500", "lease_timeout_ms = 120000")
+}
+
 async fn submit(addr: &str, token: Option<&str>, tasks: Value) -> Vec<u64> {
     let r = post(addr, "/v1/tasks", token, &json!({ "tasks": tasks })).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -30,7 +36,7 @@ async fn outcome(addr: &str, path: &str, body: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_protocol_over_http_keeps_every_fencing_answer() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
     let leader = cluster.http(cluster.leader().await);
     let ids = submit(&leader, None, json!([{ "data": "hello" }, { "data_b64": "/wA=" }])).await;
     assert_eq!(ids.len(), 2);
@@ -43,7 +49,7 @@ async fn the_worker_protocol_over_http_keeps_every_fencing_answer() {
     // Lease both payloads: text as `data`, other bytes as `data_b64`.
     let leased = lease(&leader, "py-1", 2).await;
     assert_eq!(leased["state"], "leased", "{leased}");
-    assert_eq!(leased["lease_timeout_ms"], 1500);
+    assert_eq!(leased["lease_timeout_ms"], 120000);
     let tasks = leased["tasks"].as_array().unwrap();
     assert_eq!(tasks[0]["data"], "hello");
     assert_eq!(tasks[1]["data_b64"], "/wA=");
@@ -93,7 +99,7 @@ async fn the_worker_protocol_over_http_keeps_every_fencing_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_redirects_to_the_leader_and_a_long_poll_waits_for_work() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
     let leader_id = cluster.leader().await;
     let follower = cluster.running().into_iter().find(|id| *id != leader_id).unwrap();
     let body = json!({ "tasks": [{ "data": "via follower" }] });
@@ -132,7 +138,7 @@ async fn a_follower_redirects_to_the_leader_and_a_long_poll_waits_for_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_json_error_and_writes_nothing() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
     let id = cluster.leader().await;
     let leader = cluster.http(id);
     submit(&leader, None, json!([{ "data": "keep" }])).await;
@@ -234,7 +240,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_follow_the_table_and_raft() {
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = TestCluster::start_with(3, &long_leases()).await;
     let id = cluster.leader().await;
     let leader = cluster.http(id);
     submit(&leader, None, json!([{ "data": "a" }, { "data": "b" }, { "data": "c" }])).await;
@@ -312,7 +318,7 @@ async fn metrics_and_health_follow_the_table_and_raft() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
     // Three nodes: the leader exports the per-follower lag too.
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
     let leader = cluster.http(cluster.leader().await);
     let text = eventually(Duration::from_secs(10), "follower lag exported", || {
         let leader = leader.clone();
@@ -390,7 +396,7 @@ async fn cors_lets_only_the_cluster_s_own_consoles_read_across_masters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_is_refused_and_the_port_keeps_serving() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
     let leader = cluster.http(cluster.leader().await);
     let garbage: [&[u8]; 4] = [
         b"\x00\x01\x02 not http at all\r\n\r\n",

@@ -64,6 +64,24 @@ pub struct Wiring {
     pub metrics: Arc<Metrics>,
 }
 
+/// One worker's leases, as the console shows them.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// The worker.
+    pub worker: WorkerId,
+    /// Leases it holds.
+    pub holding: u64,
+    /// Start of its oldest lease (ms).
+    pub oldest_lease_ms: u64,
+    /// Its oldest few tasks.
+    pub tasks: Vec<u64>,
+}
+
+impl Holder {
+    /// Tasks listed per worker.
+    pub const SHOWN: usize = 5;
+}
+
 /// The client service of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct Api(Arc<Inner>);
@@ -178,22 +196,28 @@ impl Api {
         self.0.applied.read().expect("applied lock").table.counts()
     }
 
-    /// Who holds leases in this node's table: per worker, how many tasks
-    /// and the oldest lease start (ms), busiest first.
-    pub(crate) fn holders(&self) -> Vec<(WorkerId, u64, u64)> {
+    /// Who holds leases in this node's table, busiest first.
+    pub(crate) fn holders(&self) -> Vec<Holder> {
         let a = self.0.applied.read().expect("applied lock");
-        let mut by_worker: std::collections::BTreeMap<&WorkerId, (u64, u64)> = Default::default();
+        let mut by_worker: std::collections::BTreeMap<&WorkerId, Holder> = Default::default();
+        // Oldest lease first, so each worker's first tasks are its oldest.
         for (start, lease) in a.table.leases_by_start() {
             let Some(worker) = a.table.get(lease.task).and_then(|t| t.worker.as_ref()) else {
                 continue;
             };
-            let entry = by_worker.entry(worker).or_insert((0, start));
-            entry.0 += 1;
-            entry.1 = entry.1.min(start);
+            let h = by_worker.entry(worker).or_insert_with(|| Holder {
+                worker: worker.clone(),
+                holding: 0,
+                oldest_lease_ms: start,
+                tasks: Vec::new(),
+            });
+            h.holding += 1;
+            if h.tasks.len() < Holder::SHOWN {
+                h.tasks.push(lease.task.0);
+            }
         }
-        let mut out: Vec<(WorkerId, u64, u64)> =
-            by_worker.into_iter().map(|(w, (n, oldest))| (w.clone(), n, oldest)).collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut out: Vec<Holder> = by_worker.into_values().collect();
+        out.sort_by(|a, b| b.holding.cmp(&a.holding).then_with(|| a.worker.cmp(&b.worker)));
         out
     }
 

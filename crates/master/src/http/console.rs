@@ -65,10 +65,16 @@ async fn data(State(h): State<Http>) -> Json<Value> {
                     "healthy": w.healthy, "completed": w.completed, "oldest_lease_ms": null })
         })
         .collect();
-    for (worker, holding, oldest) in h.0.api.holders() {
-        if !push.iter().any(|w| w.id == worker) {
-            workers.push(json!({ "id": worker.0, "mode": "pull", "holding": holding,
-                                 "oldest_lease_ms": oldest }));
+    for holder in h.0.api.holders() {
+        match workers.iter_mut().find(|w| w["id"] == holder.worker.0.as_str()) {
+            // A push worker: the dispatcher's view, plus the tasks it holds.
+            Some(w) => {
+                w["tasks"] = json!(holder.tasks);
+                w["oldest_lease_ms"] = json!(holder.oldest_lease_ms);
+            }
+            None => workers.push(json!({ "id": holder.worker.0, "mode": "pull",
+                "holding": holder.holding, "oldest_lease_ms": holder.oldest_lease_ms,
+                "tasks": holder.tasks })),
         }
     }
     let counts = status.as_ref().map_or(report.counts, |s| s.counts);
