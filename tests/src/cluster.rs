@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::{config_text, eventually, Ports};
 
 /// Test timing: short leases and elections so stories run in seconds.
-pub const FAST: &str = "lease_timeout_ms = 1500\nscan_interval_ms = 100\nheartbeat_interval_ms = 50\nelection_timeout_ms = [200, 500]\nmax_attempts = 3\nmax_payload_bytes = 4096";
+pub const FAST: &str = "lease_timeout_ms = 1500\nretry_base_ms = 0\nscan_interval_ms = 100\nheartbeat_interval_ms = 50\nelection_timeout_ms = [200, 500]\nmax_attempts = 3\nmax_payload_bytes = 4096";
 
 /// Masters running in this process on real ports and real sled dirs.
 pub struct TestCluster {

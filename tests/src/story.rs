@@ -35,6 +35,7 @@ impl Load {
                 key: Some(format!("k{i}")),
                 priority: 0,
                 max_attempts: 0,
+                ..Default::default()
             })
             .collect();
         let acknowledged = client.submit(new).await.unwrap().into_iter().map(|s| s.id).collect();

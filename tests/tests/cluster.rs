@@ -17,6 +17,7 @@ fn tasks(prefix: &str, n: usize) -> Vec<NewTask> {
             key: None,
             priority: 0,
             max_attempts: 0,
+            ..Default::default()
         })
         .collect()
 }
@@ -159,7 +160,13 @@ async fn oversized_payload_is_refused_and_nothing_is_written() {
     let cluster = TestCluster::start(3).await;
     cluster.leader().await;
     let client = cluster.client();
-    let big = NewTask { data: vec![b'x'; 5000], key: None, priority: 0, max_attempts: 0 };
+    let big = NewTask {
+        data: vec![b'x'; 5000],
+        key: None,
+        priority: 0,
+        max_attempts: 0,
+        ..Default::default()
+    };
     let small = tasks("ok", 1).remove(0);
     match client.submit(vec![small, big]).await {
         Err(ClientError::Refused(WireError::Invalid(m))) => {

@@ -29,6 +29,7 @@ async fn python_workers_drain_an_https_cluster_across_a_leader_kill() {
             key: None,
             priority: 0,
             max_attempts: 0,
+            ..Default::default()
         })
         .collect();
     client.submit(tasks).await.expect("submit");

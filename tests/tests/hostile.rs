@@ -48,7 +48,13 @@ async fn malformed_frames_change_nothing_and_the_node_keeps_serving() {
     let cluster = TestCluster::start(3).await;
     let leader = cluster.leader().await;
     let client = cluster.client();
-    let task = NewTask { data: b"before".to_vec(), key: None, priority: 0, max_attempts: 0 };
+    let task = NewTask {
+        data: b"before".to_vec(),
+        key: None,
+        priority: 0,
+        max_attempts: 0,
+        ..Default::default()
+    };
     client.submit(vec![task]).await.unwrap();
     let before = cluster.converged().await;
     for id in cluster.running() {
@@ -60,7 +66,13 @@ async fn malformed_frames_change_nothing_and_the_node_keeps_serving() {
     }
     assert_eq!(cluster.converged().await, before, "garbage changed a table");
     assert_eq!(cluster.leader().await, leader, "garbage cost the leader its leadership");
-    let task = NewTask { data: b"after".to_vec(), key: None, priority: 0, max_attempts: 0 };
+    let task = NewTask {
+        data: b"after".to_vec(),
+        key: None,
+        priority: 0,
+        max_attempts: 0,
+        ..Default::default()
+    };
     client.submit(vec![task]).await.unwrap();
     assert_eq!(client.all_tasks(Some(Status::Idle)).await.unwrap().len(), 2);
     cluster.shutdown().await;

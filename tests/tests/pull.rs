@@ -14,7 +14,13 @@ use taskraft_worker::{handler, Handler, Summary, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
 fn task(data: &str) -> NewTask {
-    NewTask { data: data.as_bytes().to_vec(), key: None, priority: 0, max_attempts: 0 }
+    NewTask {
+        data: data.as_bytes().to_vec(),
+        key: None,
+        priority: 0,
+        max_attempts: 0,
+        ..Default::default()
+    }
 }
 
 fn options(extend: bool) -> WorkerOptions {

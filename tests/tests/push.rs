@@ -64,7 +64,13 @@ fn slow_upper(pause: Duration) -> Handler {
 async fn submit(client: &Client, data: &[String]) {
     let tasks = data
         .iter()
-        .map(|d| NewTask { data: d.clone().into_bytes(), key: None, priority: 0, max_attempts: 0 })
+        .map(|d| NewTask {
+            data: d.clone().into_bytes(),
+            key: None,
+            priority: 0,
+            max_attempts: 0,
+            ..Default::default()
+        })
         .collect();
     client.submit(tasks).await.unwrap();
 }

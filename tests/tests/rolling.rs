@@ -76,6 +76,7 @@ async fn rolling_restart_under_a_drain_loses_nothing() {
                     key: Some(format!("probe-{i}")),
                     priority: 0,
                     max_attempts: 0,
+                    ..Default::default()
                 };
                 if client.submit(vec![task]).await.is_ok() {
                     longest = longest.max(last.elapsed());

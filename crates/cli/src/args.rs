@@ -201,6 +201,21 @@ pub struct SubmitArgs {
     /// Priority: higher runs first.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
+    /// Not before this long from now (e.g. 30s, 5m): the task is `scheduled` until then.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
+    pub delay: Option<Duration>,
+    /// Not before this time, RFC 3339 (e.g. 2026-12-01T10:00:00Z); by the leader's clock.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub at: Option<std::time::SystemTime>,
+    /// Assignments before the task is dead (default: the cluster's max_attempts).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// First wait after a failed attempt, doubling each time (default: the cluster's retry_base_ms; 0s: none).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_base: Option<Duration>,
+    /// Longest wait between attempts (default: the cluster's retry_max_ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_max: Option<Duration>,
     /// Print {"ids": [...]}.
     #[arg(long)]
     pub json: bool,
@@ -219,7 +234,7 @@ pub struct ReadArgs {
 pub struct TasksArgs {
     #[command(flatten)]
     pub read: ReadArgs,
-    /// Only tasks in this status: idle, in_progress, completed or dead.
+    /// Only tasks in this status: idle, scheduled, in_progress, completed or dead.
     #[arg(long)]
     pub status: Option<String>,
     /// Most tasks to list (1 to 1000); a page may hold fewer (8 MiB of data at most).

@@ -40,6 +40,9 @@ pub fn status_text(s: &ClusterStatus) -> String {
         "tasks: {} idle, {} in progress, {} completed, {} dead",
         c.idle, c.in_progress, c.completed, c.dead
     );
+    if c.scheduled > 0 {
+        out += &format!(", {} scheduled", c.scheduled);
+    }
     out
 }
 

@@ -30,7 +30,7 @@ impl PushWorker {
 }
 
 /// One task to add to the table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTask {
     /// The payload.
     pub data: Vec<u8>,
@@ -40,6 +40,15 @@ pub struct NewTask {
     pub priority: i32,
     /// Assignments before the task is dead (at least 1).
     pub max_attempts: u32,
+    /// Not leased before this long after the submit is applied (ms).
+    pub delay_ms: u64,
+    /// Not leased before this time (leader's clock, ms since the epoch).
+    pub run_at_ms: Option<u64>,
+    /// First backoff after a failed attempt; `None`: the cluster's
+    /// `retry_base_ms` (filled in by the API before proposing; 0 in the table).
+    pub retry_base_ms: Option<u64>,
+    /// Longest backoff; `None`: the cluster's `retry_max_ms`.
+    pub retry_max_ms: Option<u64>,
 }
 
 /// A replicated write to the task table.
@@ -59,6 +68,8 @@ pub enum Command {
     Expire { leases: Vec<Lease>, now_ms: u64 },
     /// Stop a task that has not finished: it becomes dead with reason "cancelled".
     Cancel { task: TaskId, now_ms: u64 },
+    /// Make every scheduled task that is due at `now_ms` idle.
+    Wake { now_ms: u64 },
     /// Remove up to `max` completed or dead tasks that finished before
     /// `finished_before_ms` (the leader's clock minus the retention),
     /// longest-finished first. Unfinished tasks are never removed.
@@ -120,6 +131,8 @@ pub enum Response {
     Purged(Vec<TaskId>),
     /// For `Batch`: one response per command, in order.
     Batch(Vec<Response>),
+    /// For `Wake`: how many tasks became idle.
+    Woken(u64),
     /// For entries that carry no command (Raft's blank and membership entries).
     Empty,
 }

@@ -40,7 +40,13 @@ mod tests {
     fn table_with_leases(starts: &[u64]) -> Table {
         let mut t = Table::default();
         for (i, start) in starts.iter().enumerate() {
-            let task = NewTask { data: vec![i as u8], key: None, priority: 0, max_attempts: 3 };
+            let task = NewTask {
+                data: vec![i as u8],
+                key: None,
+                priority: 0,
+                max_attempts: 3,
+                ..Default::default()
+            };
             t.apply(Command::Submit { tasks: vec![task], now_ms: 0 });
             t.apply(Command::Assign { worker: WorkerId("w".into()), max: 1, now_ms: *start });
         }

@@ -36,6 +36,7 @@
 mod command;
 pub mod lease;
 pub mod retention;
+pub mod retry;
 mod table;
 mod task;
 

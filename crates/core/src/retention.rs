@@ -31,7 +31,13 @@ mod tests {
     fn table_finished_at(times: &[u64]) -> Table {
         let mut t = Table::default();
         for (i, at) in times.iter().enumerate() {
-            let task = NewTask { data: vec![i as u8], key: None, priority: 0, max_attempts: 1 };
+            let task = NewTask {
+                data: vec![i as u8],
+                key: None,
+                priority: 0,
+                max_attempts: 1,
+                ..Default::default()
+            };
             t.apply(Command::Submit { tasks: vec![task], now_ms: 0 });
             let Response::Assigned(leased) =
                 t.apply(Command::Assign { worker: WorkerId("w".into()), max: 1, now_ms: 0 })

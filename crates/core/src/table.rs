@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, NewTask, Outcome, PushWorker, Response, Submitted};
+use crate::retry::backoff_ms;
 use crate::task::{Attempt, Lease, Status, Task, TaskId, WorkerId};
 
 /// The task table. Rows live in `tasks`; everything else is an index derived
@@ -21,6 +22,8 @@ pub struct Table {
     idle: BTreeSet<(Reverse<i32>, TaskId)>,
     /// In-progress tasks by lease start, for the scanner.
     leases: BTreeSet<(u64, TaskId)>,
+    /// Scheduled tasks by the time they are due.
+    scheduled: BTreeSet<(u64, TaskId)>,
     /// Completed and dead tasks by the time they finished, for retention.
     finished: BTreeSet<(u64, TaskId)>,
     /// The highest id ever given out. Kept apart from the rows (and stored
@@ -44,12 +47,19 @@ pub struct Counts {
     pub completed: u64,
     /// Out of attempts or cancelled.
     pub dead: u64,
+    /// Waiting for their time (a delay, or a backoff after a failed attempt).
+    pub scheduled: u64,
 }
 
 impl Counts {
     /// All tasks in the table.
     pub fn total(&self) -> u64 {
-        self.idle + self.in_progress + self.completed + self.dead
+        self.unfinished() + self.completed + self.dead
+    }
+
+    /// Tasks that will still run: idle, scheduled or in progress.
+    pub fn unfinished(&self) -> u64 {
+        self.idle + self.scheduled + self.in_progress
     }
 }
 
@@ -87,8 +97,10 @@ impl Table {
                 tasks.into_iter().map(|t| self.submit(t, now_ms, touched)).collect(),
             ),
             Command::Assign { worker, max, now_ms } => {
+                self.wake(now_ms, touched);
                 Response::Assigned(self.assign(&worker, max, now_ms, touched))
             }
+            Command::Wake { now_ms } => Response::Woken(self.wake(now_ms, touched)),
             Command::Complete { lease, worker, result, now_ms } => {
                 Response::Outcome(self.complete(lease, &worker, result, now_ms, touched))
             }
@@ -169,7 +181,13 @@ impl Table {
             in_progress: self.leases.len() as u64,
             completed: self.completed,
             dead: self.dead,
+            scheduled: self.scheduled.len() as u64,
         }
+    }
+
+    /// When the earliest scheduled task is due (ms), if any.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.scheduled.first().map(|(ms, _)| *ms)
     }
 
     /// In-progress leases ordered by lease start (ms), oldest first.
@@ -206,12 +224,13 @@ impl Table {
         if let Some(key) = &new.key {
             self.keys.insert(key.clone(), id);
         }
+        let due = new.run_at_ms.unwrap_or(0).max(now_ms.saturating_add(new.delay_ms));
         let task = Task {
             id,
             data: new.data,
             key: new.key,
             priority: new.priority,
-            status: Status::Idle,
+            status: if due > now_ms { Status::Scheduled } else { Status::Idle },
             attempt: Attempt(0),
             max_attempts: new.max_attempts.max(1),
             worker: None,
@@ -220,6 +239,9 @@ impl Table {
             error: None,
             submitted_ms: now_ms,
             finished_ms: None,
+            due_ms: (due > now_ms).then_some(due),
+            retry_base_ms: new.retry_base_ms.unwrap_or(0),
+            retry_max_ms: new.retry_max_ms.unwrap_or(0),
         };
         self.index(&task);
         self.tasks.insert(id, task);
@@ -309,6 +331,7 @@ impl Table {
                     t.status = Status::Dead;
                     t.error = Some("cancelled".into());
                     t.lease_start_ms = None;
+                    t.due_ms = None;
                     t.finished_ms = Some(now_ms);
                 });
                 Outcome::Accepted
@@ -337,8 +360,9 @@ impl Table {
         ids
     }
 
-    /// Ends an attempt that did not complete: back to idle while attempts
-    /// remain, else dead. The error is kept either way.
+    /// Ends an attempt that did not complete: while attempts remain, back
+    /// to idle, or scheduled after the task's backoff ([`crate::retry`]);
+    /// else dead. The error is kept either way.
     fn requeue_or_bury(
         &mut self,
         id: TaskId,
@@ -347,13 +371,34 @@ impl Table {
         touched: &mut BTreeSet<TaskId>,
     ) {
         self.update(id, touched, |t| {
-            t.status = if t.attempt.0 >= t.max_attempts { Status::Dead } else { Status::Idle };
             t.error = Some(error);
             t.lease_start_ms = None;
-            if t.status == Status::Dead {
+            if t.attempt.0 >= t.max_attempts {
+                t.status = Status::Dead;
                 t.finished_ms = Some(now_ms);
+                return;
+            }
+            let delay = backoff_ms(t.retry_base_ms, t.retry_max_ms, t.id, t.attempt.0);
+            if delay == 0 {
+                t.status = Status::Idle;
+            } else {
+                t.status = Status::Scheduled;
+                t.due_ms = Some(now_ms.saturating_add(delay));
             }
         });
+    }
+
+    /// Makes every scheduled task due at `now_ms` idle; returns how many.
+    fn wake(&mut self, now_ms: u64, touched: &mut BTreeSet<TaskId>) -> u64 {
+        let due: Vec<TaskId> =
+            self.scheduled.range(..=(now_ms, TaskId(u64::MAX))).map(|(_, id)| *id).collect();
+        for id in &due {
+            self.update(*id, touched, |t| {
+                t.status = Status::Idle;
+                t.due_ms = None;
+            });
+        }
+        due.len() as u64
     }
 
     /// Changes one row through `f`, keeping the indexes in step.
@@ -375,6 +420,10 @@ impl Table {
             }
             Status::Completed => self.completed += 1,
             Status::Dead => self.dead += 1,
+            Status::Scheduled => {
+                let due = t.due_ms.expect("a scheduled task has a due time");
+                self.scheduled.insert((due, t.id));
+            }
         }
         if let Some(ms) = t.finished_ms.filter(|_| t.finished()) {
             self.finished.insert((ms, t.id));
@@ -390,6 +439,10 @@ impl Table {
             }
             Status::Completed => self.completed -= 1,
             Status::Dead => self.dead -= 1,
+            Status::Scheduled => {
+                let due = t.due_ms.expect("a scheduled task has a due time");
+                self.scheduled.remove(&(due, t.id));
+            }
         }
         if let Some(ms) = t.finished_ms.filter(|_| t.finished()) {
             self.finished.remove(&(ms, t.id));

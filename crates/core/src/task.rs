@@ -43,6 +43,9 @@ pub enum Status {
     Completed,
     /// Out of attempts or cancelled; final, with the last error kept.
     Dead,
+    /// Waiting for its time: submitted with a delay, or backing off after a
+    /// failed attempt. Never leased before `due_ms`; then idle.
+    Scheduled,
 }
 
 /// One row of the task table.
@@ -74,6 +77,12 @@ pub struct Task {
     pub submitted_ms: u64,
     /// When the task became completed or dead (leader's clock, ms).
     pub finished_ms: Option<u64>,
+    /// While scheduled: the earliest time it may be leased (leader's clock, ms).
+    pub due_ms: Option<u64>,
+    /// Backoff after a failed attempt: the first delay (0: none) ...
+    pub retry_base_ms: u64,
+    /// ... doubling up to this (see [`crate::retry`]).
+    pub retry_max_ms: u64,
 }
 
 impl Task {
@@ -127,6 +136,7 @@ impl Status {
             Status::InProgress => "in_progress",
             Status::Completed => "completed",
             Status::Dead => "dead",
+            Status::Scheduled => "scheduled",
         }
     }
 
@@ -137,6 +147,7 @@ impl Status {
             "in_progress" | "in-progress" => Some(Status::InProgress),
             "completed" => Some(Status::Completed),
             "dead" => Some(Status::Dead),
+            "scheduled" => Some(Status::Scheduled),
             _ => None,
         }
     }

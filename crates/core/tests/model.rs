@@ -3,7 +3,9 @@
 //! changes anything, a task completes at most once with its holder's result,
 //! and two tables fed the same commands are equal. Purges remove exactly the
 //! finished tasks past the cutoff, never an unfinished one, and ids are never
-//! reused.
+//! reused. A scheduled task (delayed at submit, or backing off after a
+//! failed attempt) is never leased before it is due, its backoff stays
+//! within its bounds, and `Wake` makes exactly the due tasks idle.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +23,19 @@ struct ModelTask {
     result: Option<Vec<u8>>,
     /// When the task became completed or dead.
     finished_ms: Option<u64>,
+    /// While scheduled: when it is due.
+    due_ms: Option<u64>,
+    /// Backoff base (0: none); the cap is four times it.
+    retry_base_ms: u64,
+    /// A failed attempt that must now be backing off: (when, nominal delay).
+    backing_off: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Submit(u8),
+    /// `.0 + 1` tasks, delayed by `.1` steps.
+    Submit(u8, u8),
+    Wake,
     Assign(u8, u8),
     Complete(u8, u8, u8),
     Fail(u8, u8, u8),
@@ -38,7 +48,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..3u8).prop_map(Op::Submit),
+        (0..3u8, 0..4u8).prop_map(|(n, d)| Op::Submit(n, d)),
+        Just(Op::Wake),
         (0..3u8, 1..3u8).prop_map(|(w, n)| Op::Assign(w, n)),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Complete(w, t, a)),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Fail(w, t, a)),
@@ -59,17 +70,22 @@ fn lease(t: u8, a: u8) -> Lease {
 
 fn to_command(op: &Op, now_ms: u64, table: &Table) -> Command {
     match *op {
-        Op::Submit(n) => {
+        Op::Submit(n, delay) => {
             let tasks = (0..=n)
                 .map(|i| NewTask {
                     data: vec![i],
                     key: None,
                     priority: i as i32 % 2,
                     max_attempts: 3,
+                    delay_ms: delay as u64 * 100,
+                    retry_base_ms: Some(if i % 2 == 0 { 0 } else { 100 }),
+                    retry_max_ms: Some(if i % 2 == 0 { 0 } else { 400 }),
+                    ..Default::default()
                 })
                 .collect();
             Command::Submit { tasks, now_ms }
         }
+        Op::Wake => Command::Wake { now_ms },
         Op::Assign(w, n) => Command::Assign { worker: worker(w), max: n as u32, now_ms },
         Op::Complete(w, t, a) => Command::Complete {
             lease: lease(t, a),
@@ -126,9 +142,27 @@ fn bury_or_requeue(t: &mut ModelTask, now_ms: u64) {
     if t.attempt >= 3 {
         t.status = Status::Dead;
         t.finished_ms = Some(now_ms);
-    } else {
+    } else if t.retry_base_ms == 0 {
         t.status = Status::Idle;
+    } else {
+        // Checked against the table's due time once the command applied.
+        let nominal = (t.retry_base_ms << (t.attempt - 1)).min(4 * t.retry_base_ms);
+        t.status = Status::Scheduled;
+        t.backing_off = Some((now_ms, nominal));
     }
+}
+
+/// Makes the model's due tasks idle; returns how many.
+fn wake(model: &mut BTreeMap<u64, ModelTask>, now_ms: u64) -> u64 {
+    let mut woken = 0;
+    for t in model.values_mut() {
+        if t.status == Status::Scheduled && t.due_ms.is_some_and(|d| d <= now_ms) {
+            t.status = Status::Idle;
+            t.due_ms = None;
+            woken += 1;
+        }
+    }
+    woken
 }
 
 /// The tasks a purge must remove: finished before the cutoff, oldest first.
@@ -153,8 +187,12 @@ proptest! {
         let mut purged = 0u64;
         let mut highest_id = 0u64;
         for (i, op) in ops.iter().enumerate() {
-            let cmd = to_command(op, i as u64 * 100, &table);
+            let now = i as u64 * 100;
+            let cmd = to_command(op, now, &table);
             let before = table.clone();
+            if matches!(cmd, Command::Assign { .. }) {
+                wake(&mut model, now);
+            }
             let expected = model_lease(&mut model, &cmd);
             let expected_purge = match &cmd {
                 Command::Purge { finished_before_ms, max, .. } => {
@@ -176,7 +214,11 @@ proptest! {
                         acknowledged += 1;
                         prop_assert!(s.id.0 > highest_id, "id {} given out again", s.id.0);
                         highest_id = s.id.0;
-                        model.insert(s.id.0, ModelTask { status: Status::Idle, attempt: 0, worker: None, result: None, finished_ms: None });
+                        let t = table.get(s.id).unwrap();
+                        let delay = match op { Op::Submit(_, d) => *d as u64 * 100, _ => 0 };
+                        let due = (delay > 0).then_some(now + delay);
+                        let status = if due.is_some() { Status::Scheduled } else { Status::Idle };
+                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None });
                     }
                 }
                 (Response::Assigned(tasks), None) => {
@@ -203,7 +245,18 @@ proptest! {
                         purged += 1;
                     }
                 }
+                (Response::Woken(n), None) => {
+                    prop_assert_eq!(*n, wake(&mut model, now), "woke other tasks than the due ones");
+                }
                 (r, e) => prop_assert!(false, "response {:?} for expected {:?}", r, e),
+            }
+            // A failed attempt backs off within its bounds.
+            for (id, m) in model.iter_mut() {
+                if let Some((at, nominal)) = m.backing_off.take() {
+                    let due = table.get(TaskId(*id)).unwrap().due_ms.expect("a backing-off task has a due time");
+                    prop_assert!(due >= at + nominal && due <= at + nominal + nominal / 4, "backoff {} for nominal {}", due - at, nominal);
+                    m.due_ms = Some(due);
+                }
             }
             // Nothing lost, counts add up, rows agree with the model.
             prop_assert_eq!(table.counts().total(), acknowledged - purged);
@@ -213,6 +266,7 @@ proptest! {
                 prop_assert_eq!(t.status, m.status);
                 prop_assert_eq!(t.attempt.0, m.attempt);
                 prop_assert_eq!(&t.result, &m.result);
+                prop_assert_eq!(t.due_ms, m.due_ms);
             }
         }
         prop_assert_eq!(&table, &replica);

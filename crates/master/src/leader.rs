@@ -13,7 +13,8 @@
 //!   harmless on a lease that has since been extended or completed, because
 //!   `apply` checks the lease, not the proposer.
 //!
-//! The purger (retention) and the push dispatcher ([`crate::dispatch`]) run
+//! The waker ([`crate::waker`]: scheduled tasks become idle when due), the
+//! purger (retention) and the push dispatcher ([`crate::dispatch`]) run
 //! under the same token. A purge proposed by a deposed leader is harmless
 //! for the same reason as an expiry: `apply` removes only tasks that are
 //! finished and past the cutoff carried in the command, so the new leader
@@ -34,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::dispatch::Dispatcher;
 use crate::store::Applied;
-use crate::{now_ms, Raft};
+use crate::{now_ms, waker, Raft};
 
 /// Most leases expired by one proposal.
 const MAX_EXPIRE_BATCH: usize = 1000;
@@ -77,6 +78,12 @@ pub fn spawn(dispatcher: Dispatcher, shutdown: CancellationToken) -> JoinHandle<
                     raft.clone(),
                     applied.clone(),
                     settings.clone(),
+                    token.clone(),
+                ));
+                tokio::spawn(waker::wake_due(
+                    raft.clone(),
+                    applied.clone(),
+                    dispatcher.applied_index.clone(),
                     token.clone(),
                 ));
                 tokio::spawn(dispatcher.clone().run(token.clone()));

@@ -32,6 +32,7 @@ pub mod proposer;
 pub mod resources;
 pub mod server;
 pub mod store;
+pub mod waker;
 
 pub use node::{Listeners, Node, NodeError, NodeOptions};
 

@@ -12,6 +12,8 @@ use crate::raft::{NodeId, NodeInfo};
 
 /// Longest long-poll a `request` may ask for.
 pub const MAX_WAIT_MS: u64 = 60_000;
+/// Longest delay a task may be scheduled by (a submit's delay or time, a retry backoff): 366 days.
+pub const MAX_DELAY_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 /// Most tasks one `request` may lease.
 pub const MAX_TASKS_PER_REQUEST: u32 = 256;
 /// Most tasks one `submit` may carry.

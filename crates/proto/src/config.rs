@@ -67,6 +67,13 @@ pub struct ClusterSettings {
     /// A completed or dead task is removed this long after it finished; 0 keeps every task forever.
     #[serde(default = "defaults::retention_ms")]
     pub retention_ms: u64,
+    /// After a failed attempt (or an expired lease) a task waits this long
+    /// before it may run again, doubling with each attempt; 0: no wait.
+    #[serde(default = "defaults::retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// The longest such wait.
+    #[serde(default = "defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
     /// The `[[node]]` ids that form a brand-new cluster (default: every node).
     /// Nodes listed but not here start empty and wait to be added with
     /// `taskraft member add`. Read only on a cluster's very first start.
@@ -131,6 +138,12 @@ mod defaults {
     }
     pub fn retention_ms() -> u64 {
         24 * 60 * 60 * 1000
+    }
+    pub fn retry_base_ms() -> u64 {
+        1000
+    }
+    pub fn retry_max_ms() -> u64 {
+        5 * 60 * 1000
     }
     pub fn push_capacity() -> u32 {
         4

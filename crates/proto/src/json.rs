@@ -19,6 +19,7 @@ pub fn task_json(t: &Task) -> Value {
         "priority": t.priority,
         "submitted_ms": t.submitted_ms,
         "finished_ms": t.finished_ms,
+        "due_ms": t.due_ms,
     });
     put_bytes(&mut v, "data", Some(&t.data));
     put_bytes(&mut v, "result", t.result.as_deref());

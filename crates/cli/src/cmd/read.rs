@@ -90,7 +90,7 @@ pub async fn tasks(args: TasksArgs) -> Result<(), Failure> {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             Failure::Usage(anyhow!(
-                "unknown status {s:?}; use idle, in_progress, completed or dead"
+                "unknown status {s:?}; use idle, scheduled, in_progress, completed or dead"
             ))
         })?),
     };

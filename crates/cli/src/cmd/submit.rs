@@ -21,6 +21,12 @@ pub async fn run(args: SubmitArgs) -> Result<(), Failure> {
     }
     let client = super::client(&args.seeds)?;
     let many = lines.len() > 1;
+    let ms = |d: std::time::Duration| d.as_millis().min(u64::MAX as u128) as u64;
+    let run_at_ms = args
+        .at
+        .map(|at| at.duration_since(std::time::UNIX_EPOCH).map(ms))
+        .transpose()
+        .map_err(|_| Failure::Usage(anyhow!("--at: a time before 1970")))?;
     let tasks: Vec<NewTask> = lines
         .into_iter()
         .enumerate()
@@ -28,7 +34,11 @@ pub async fn run(args: SubmitArgs) -> Result<(), Failure> {
             data: data.into_bytes(),
             key: args.key.as_ref().map(|k| if many { format!("{k}-{}", i + 1) } else { k.clone() }),
             priority: args.priority,
-            max_attempts: 0,
+            max_attempts: args.max_attempts.unwrap_or(0),
+            delay_ms: args.delay.map_or(0, ms),
+            run_at_ms,
+            retry_base_ms: args.retry_base.map(ms),
+            retry_max_ms: args.retry_max.map(ms),
         })
         .collect();
     let mut ids = Vec::with_capacity(tasks.len());

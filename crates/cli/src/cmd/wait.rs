@@ -16,8 +16,10 @@ use crate::Failure;
 const POLL: Duration = Duration::from_millis(200);
 
 fn line(c: &Counts) -> String {
+    let scheduled =
+        if c.scheduled > 0 { format!(", {} scheduled", c.scheduled) } else { String::new() };
     format!(
-        "{}/{} done ({} completed, {} dead, {} in progress, {} idle)",
+        "{}/{} done ({} completed, {} dead, {} in progress, {} idle{scheduled})",
         c.completed + c.dead,
         c.total(),
         c.completed,
@@ -47,7 +49,7 @@ pub async fn run(args: WaitArgs) -> Result<(), Failure> {
         if plain && text != last_line {
             eprintln!("{text}");
         }
-        if c.idle == 0 && c.in_progress == 0 {
+        if c.unfinished() == 0 {
             bar.finish();
             if args.read.json {
                 super::print_json(

@@ -23,6 +23,9 @@ impl Table {
             h.bytes(t.error.as_deref().unwrap_or("\0").as_bytes());
             h.u64(t.submitted_ms);
             h.u64(t.finished_ms.unwrap_or(u64::MAX));
+            h.u64(t.due_ms.unwrap_or(u64::MAX));
+            h.u64(t.retry_base_ms);
+            h.u64(t.retry_max_ms);
         }
         for w in self.push_workers.values() {
             h.bytes(w.id.0.as_bytes());

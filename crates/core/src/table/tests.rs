@@ -7,7 +7,7 @@ pub(super) fn w(name: &str) -> WorkerId {
 }
 
 pub(super) fn task(data: &str) -> NewTask {
-    NewTask { data: data.into(), key: None, priority: 0, max_attempts: 2 }
+    NewTask { data: data.into(), key: None, priority: 0, max_attempts: 2, ..Default::default() }
 }
 
 pub(super) fn submit(t: &mut Table, tasks: Vec<NewTask>) -> Vec<TaskId> {

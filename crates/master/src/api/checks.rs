@@ -1,6 +1,7 @@
 //! Input checks, run before anything is proposed: a refused call changes nothing.
 
 use super::*;
+use taskraft_proto::client::MAX_DELAY_MS;
 
 impl Api {
     pub(super) fn check_worker(worker: &WorkerId) -> Result<(), WireError> {
@@ -38,6 +39,26 @@ impl Api {
         }
         for (i, t) in tasks.iter().enumerate() {
             self.check_size(&format!("the payload of task #{}", i + 1), t.data.len())?;
+            let far = now_ms().saturating_add(MAX_DELAY_MS);
+            let retry = [t.retry_base_ms, t.retry_max_ms];
+            if t.delay_ms > MAX_DELAY_MS
+                || t.run_at_ms.is_some_and(|at| at > far)
+                || retry.into_iter().flatten().any(|ms| ms > MAX_DELAY_MS)
+            {
+                return Err(WireError::Invalid(format!(
+                    "task #{} is scheduled, or backs off, more than {} days ahead",
+                    i + 1,
+                    MAX_DELAY_MS / 86_400_000
+                )));
+            }
+            if let (Some(base), Some(max)) = (t.retry_base_ms, t.retry_max_ms) {
+                if base > max {
+                    return Err(WireError::Invalid(format!(
+                        "task #{}: retry base {base} ms is above its retry max {max} ms",
+                        i + 1
+                    )));
+                }
+            }
             if t.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
                 return Err(WireError::Invalid(format!(
                     "the key of task #{} is longer than {MAX_KEY_BYTES} bytes",

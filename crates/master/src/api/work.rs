@@ -83,11 +83,7 @@ impl Api {
     pub(super) async fn empty_handed(&self) -> Result<Assignment, WireError> {
         self.linearizable().await?;
         let counts = self.0.applied.read().expect("applied lock").table.counts();
-        Ok(if counts.idle == 0 && counts.in_progress == 0 {
-            Assignment::Drained
-        } else {
-            Assignment::NoTask
-        })
+        Ok(if counts.unfinished() == 0 { Assignment::Drained } else { Assignment::NoTask })
     }
 
     pub(super) fn leased(&self, tasks: Vec<Task>) -> Assignment {
@@ -103,10 +99,14 @@ impl Api {
         mut tasks: Vec<NewTask>,
     ) -> Result<Vec<Submitted>, WireError> {
         self.check_submit(&tasks)?;
+        let s = &self.0.settings;
         for t in &mut tasks {
             if t.max_attempts == 0 {
-                t.max_attempts = self.0.settings.max_attempts;
+                t.max_attempts = s.max_attempts;
             }
+            // A task's own base alone may exceed the cluster's cap: the cap grows to it.
+            let base = *t.retry_base_ms.get_or_insert(s.retry_base_ms);
+            t.retry_max_ms.get_or_insert(s.retry_max_ms.max(base));
         }
         match self.propose(Command::Submit { tasks, now_ms: now_ms() }).await? {
             Response::Submitted(s) => Ok(s),

@@ -71,6 +71,18 @@ struct NewTaskBody {
     /// 0 or absent: the cluster's `max_attempts`.
     #[serde(default)]
     max_attempts: u32,
+    /// Not leased before this long after the submit (ms).
+    #[serde(default)]
+    delay_ms: u64,
+    /// Not leased before this time (ms since the Unix epoch, leader's clock).
+    #[serde(default)]
+    run_at_ms: Option<u64>,
+    /// Backoff after a failed attempt (absent: the cluster's `retry_base_ms`).
+    #[serde(default)]
+    retry_base_ms: Option<u64>,
+    /// Longest backoff (absent: the cluster's `retry_max_ms`).
+    #[serde(default)]
+    retry_max_ms: Option<u64>,
 }
 
 async fn submit(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
@@ -84,6 +96,10 @@ async fn submit(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
             key: t.key,
             priority: t.priority,
             max_attempts: t.max_attempts,
+            delay_ms: t.delay_ms,
+            run_at_ms: t.run_at_ms,
+            retry_base_ms: t.retry_base_ms,
+            retry_max_ms: t.retry_max_ms,
         });
     }
     let submitted = h.0.api.submit_tasks(tasks).await.map_err(|e| h.error(e, &uri))?;
@@ -109,7 +125,9 @@ async fn list(
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!("status {s:?}: use idle, in_progress, completed or dead"))
+            ApiError::invalid(format!(
+                "status {s:?}: use idle, scheduled, in_progress, completed or dead"
+            ))
         })?),
     };
     let page =

@@ -244,6 +244,7 @@ impl Metrics {
             ("in_progress", counts.in_progress),
             ("completed", counts.completed),
             ("dead", counts.dead),
+            ("scheduled", counts.scheduled),
         ] {
             self.tasks.get_or_create(&StatusLabel { status }).set(n as i64);
         }

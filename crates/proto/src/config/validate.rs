@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use super::{invalid, ClusterConfig, ConfigError, MIN_RETENTION_MS};
+use crate::client::MAX_DELAY_MS;
 use crate::transport::MAX_FRAME_BYTES;
 
 impl ClusterConfig {
@@ -60,6 +61,15 @@ impl ClusterConfig {
                 format!(
                     "{} ms is too short for clients to read a result; use 0 (keep forever) or at least {MIN_RETENTION_MS}",
                     c.retention_ms
+                ),
+            ));
+        }
+        if c.retry_max_ms > MAX_DELAY_MS || c.retry_base_ms > c.retry_max_ms {
+            return Err(invalid(
+                "cluster.retry_max_ms",
+                format!(
+                    "must be at least retry_base_ms ({}) and at most {MAX_DELAY_MS} ms",
+                    c.retry_base_ms
                 ),
             ));
         }

@@ -152,6 +152,7 @@ async fn produce(client: &Client, plan: SoakPlan, shared: &Shared) -> u64 {
                 key: Some(format!("soak-{run}-{i}")),
                 priority: 0,
                 max_attempts: 0,
+                ..Default::default()
             })
             .collect();
         sent += count;

@@ -79,6 +79,7 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
                     key: Some(format!("{run:08x}-{i}")),
                     priority: 0,
                     max_attempts: 0,
+                    ..Default::default()
                 };
                 let t0 = Instant::now();
                 while client.submit(vec![task.clone()]).await.is_err() {
@@ -336,7 +337,13 @@ pub async fn drain(
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let tasks = chunk
             .iter()
-            .map(|i| NewTask { data: payload(*i), key: None, priority: 0, max_attempts: 0 })
+            .map(|i| NewTask {
+                data: payload(*i),
+                key: None,
+                priority: 0,
+                max_attempts: 0,
+                ..Default::default()
+            })
             .collect();
         client.submit(tasks).await.context("queueing tasks")?;
     }
@@ -370,8 +377,8 @@ pub async fn drain(
     let lost = n as u64 - completed.min(n as u64);
     let mut failed_check = None;
     // On a cluster that held other unfinished tasks, only the count is checked.
-    let others = before.counts.idle + before.counts.in_progress;
-    let leftovers = after.counts.idle + after.counts.in_progress;
+    let others = before.counts.unfinished();
+    let leftovers = after.counts.unfinished();
     if completed < n as u64 || (others == 0 && leftovers != 0) {
         failed_check = Some(format!(
             "drain: {completed} of {n} completed, {} idle, {} in progress",

@@ -1,0 +1,103 @@
+//! Delayed tasks and retry backoff on real master processes: a delayed task
+//! is never leased before it is due and is leased soon after, also when the
+//! leader that scheduled it is SIGKILLed meanwhile; a failing handler's
+//! attempts are spaced by the backoff.
+
+use std::time::Duration;
+
+use taskraft_core::{NewTask, Status, TaskId, WorkerId};
+use taskraft_proto::client::Assignment;
+use taskraft_tests::cluster::FAST;
+use taskraft_tests::{eventually, ProcCluster};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
+
+/// How late after its due time a task may be leased: the waker sleeps
+/// until the due time and proposes at once.
+const PROMPT_MS: u64 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_task_is_leased_when_due_not_before_across_a_leader_kill() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    let delayed = |data: &str, delay_ms| NewTask {
+        data: data.as_bytes().to_vec(),
+        delay_ms,
+        ..Default::default()
+    };
+    let ids = client
+        .submit(vec![delayed("soon", 1200), delayed("later", 3000), delayed("now", 0)])
+        .await
+        .expect("submit");
+    let status = client.status().await.expect("status");
+    assert_eq!((status.counts.scheduled, status.counts.idle), (2, 1), "{:?}", status.counts);
+
+    // A worker asks for everything: only the task without a delay comes.
+    let worker = WorkerId("w".into());
+    let first = client.request(&worker, 10, Duration::from_millis(10)).await.expect("request");
+    let Assignment::Leased { tasks, .. } = first else { panic!("{first:?}") };
+    assert_eq!(tasks.iter().map(|t| t.lease.task).collect::<Vec<_>>(), vec![ids[2].id]);
+    client.complete(tasks[0].lease, &worker, b"done".to_vec()).await.expect("complete");
+
+    // The leader that scheduled them dies before either is due.
+    cluster.kill(leader);
+    for want in [ids[0].id, ids[1].id] {
+        let got = loop {
+            match client.request(&worker, 1, Duration::from_secs(10)).await.expect("request") {
+                Assignment::Leased { tasks, .. } => break tasks[0].lease,
+                _ => continue,
+            }
+        };
+        let task = client.task(got.task).await.expect("task");
+        client.complete(got, &worker, b"done".to_vec()).await.expect("complete");
+        let got = got.task;
+        assert_eq!(got, want, "due order");
+        let start = task.lease_start_ms.expect("leased");
+        let due = task.submitted_ms + if got == ids[0].id { 1200 } else { 3000 };
+        assert!(start >= due, "task {got} leased {} ms before it was due", due - start);
+        assert!(start <= due + PROMPT_MS, "task {got} leased {} ms after it was due", start - due);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_is_retried_after_a_growing_backoff() {
+    let cluster = ProcCluster::start(BIN, 3, FAST);
+    cluster.leader().await;
+    let starts = cluster.log_path("starts");
+    let out = cluster
+        .cli_ok(&[
+            "submit",
+            "--max-attempts",
+            "4",
+            "--retry-base",
+            "300ms",
+            "--retry-max",
+            "900ms",
+            "flaky",
+        ])
+        .await;
+    let id: u64 = out.trim().parse().expect("an id");
+    // Each attempt notes when it started, then fails.
+    let exec = format!("date +%s%3N >> {}; exit 3", starts.display());
+    let _worker = cluster.worker("w1", &["--id", "w1", "--exec", &exec, "--poll-wait", "5s"]);
+    let client = cluster.client();
+    let task = eventually(Duration::from_secs(30), "the task dead after 4 attempts", || {
+        let client = client.clone();
+        async move { client.task(TaskId(id)).await.ok().filter(|t| t.status == Status::Dead) }
+    })
+    .await;
+    assert_eq!(task.attempt.0, 4);
+    let times: Vec<u64> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().expect("a time in ms"))
+        .collect();
+    assert_eq!(times.len(), 4, "{times:?}");
+    // Nominal waits after attempts 1, 2, 3: 300, 600, then 900 (the cap).
+    for (gap, nominal) in times.windows(2).map(|w| w[1] - w[0]).zip([300u64, 600, 900]) {
+        assert!(gap >= nominal, "attempts {gap} ms apart; the backoff is {nominal} ms: {times:?}");
+        // The jitter adds up to a quarter; the rest is the handler and the lease round trips.
+        assert!(gap <= nominal + nominal / 4 + 1000, "attempts {gap} ms apart: {times:?}");
+    }
+}
