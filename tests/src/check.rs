@@ -69,7 +69,9 @@ pub fn check(tasks: &[Task], acknowledged: &BTreeSet<TaskId>, records: &[Record]
     for t in tasks {
         match t.status {
             Status::Completed => {}
-            Status::Dead => assert!(t.error.is_some(), "task {} is dead without a reason", t.id),
+            Status::Dead | Status::Cancelled => {
+                assert!(t.error.is_some(), "task {} is {:?} without a reason", t.id, t.status)
+            }
             other => panic!("task {} ended {other:?}", t.id),
         }
         let acc = accepted.get(&t.id).map_or(&[][..], |v| &v[..]);

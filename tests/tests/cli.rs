@@ -85,7 +85,7 @@ async fn cancel_ends_unfinished_tasks_and_names_the_missing_ones() {
     let printed = text(&out);
     assert!(printed.contains("1 cancelled") && printed.contains("99 not found"), "{printed}");
     let task = cluster.client().task(taskraft_core::TaskId(1)).await.unwrap();
-    assert_eq!(task.status, taskraft_core::Status::Dead);
+    assert_eq!(task.status, taskraft_core::Status::Cancelled);
     assert_eq!(task.error.as_deref(), Some("cancelled"));
     // Again: already finished, left as it is; task 2 untouched.
     let out = cluster.cli(&["cancel", "1", "--json"]);
@@ -93,6 +93,12 @@ async fn cancel_ends_unfinished_tasks_and_names_the_missing_ones() {
     assert_eq!(v["already_finished"], serde_json::json!([1]), "{v}");
     let task = cluster.client().task(taskraft_core::TaskId(2)).await.unwrap();
     assert_eq!(task.status, taskraft_core::Status::Idle);
+    // Retry brings the cancelled task back; an idle one is left as it is.
+    let out = cluster.cli(&["retry", "1", "2", "--max-attempts", "2"]);
+    let printed = text(&out);
+    assert!(printed.contains("1 queued again") && printed.contains("2 neither"), "{printed}");
+    let task = cluster.client().task(taskraft_core::TaskId(1)).await.unwrap();
+    assert_eq!((task.status, task.max_attempts), (taskraft_core::Status::Idle, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,12 @@ async fn the_worker_protocol_over_http_keeps_every_fencing_answer() {
     );
     let status = get(&leader, "/v1/status", None).await.json();
     assert_eq!(status["counts"]["completed"], 1);
-    assert_eq!(status["counts"]["dead"], 1);
+    assert_eq!(status["counts"]["cancelled"], 1);
+    // A cancelled task can be retried: idle again.
+    let retried = post(&leader, "/v1/retry", None, &json!({"ids": [other, task]})).await.json();
+    assert_eq!(retried, json!({"retried": [other], "not_dead": [task], "not_found": []}));
+    let again = get(&leader, &format!("/v1/tasks/{other}"), None).await.json();
+    assert_eq!(again["status"], "idle");
     assert_eq!(status["members"].as_array().unwrap().len(), 3);
     cluster.shutdown().await;
 }

@@ -101,3 +101,60 @@ async fn a_failing_handler_is_retried_after_a_growing_backoff() {
         assert!(gap <= nominal + nominal / 4 + 1000, "attempts {gap} ms apart: {times:?}");
     }
 }
+
+/// Whether process `pid` still exists.
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Cancelling a running `--exec` task stops its command (SIGTERM, then
+/// SIGKILL after the grace period for one that ignores SIGTERM), also when
+/// the leader that took the cancel is SIGKILLed right after; the task ends
+/// cancelled, and the worker goes on with the next task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_exec_task_stops_its_command_across_a_leader_kill() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    let pid_file = cluster.log_path("pid");
+    // The first task ignores SIGTERM; the second one is ordinary.
+    let exec = format!(
+        "if [ \"$(cat)\" = stubborn ]; then echo $$ > {}; trap '' TERM; while true; do sleep 0.05; done; else echo ok; fi",
+        pid_file.display()
+    );
+    client
+        .submit(vec![
+            NewTask { data: b"stubborn".to_vec(), ..Default::default() },
+            NewTask { data: b"next".to_vec(), ..Default::default() },
+        ])
+        .await
+        .expect("submit");
+    let _worker = cluster.worker("w1", &["--id", "w1", "--exec", &exec, "--kill-grace", "1s"]);
+    let pid: i32 = eventually(Duration::from_secs(20), "the command started", || {
+        let pid_file = pid_file.clone();
+        async move { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() }
+    })
+    .await;
+    assert!(alive(pid));
+
+    let outcomes = client.cancel(vec![TaskId(1)]).await.expect("cancel");
+    assert_eq!(outcomes, vec![taskraft_core::Outcome::Accepted]);
+    cluster.kill(leader);
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(15), "the command killed", || async move {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    // SIGTERM was ignored: it took the grace period (1 s) to end it.
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    let task = client.task(TaskId(1)).await.expect("task");
+    assert_eq!((task.status, task.result), (Status::Cancelled, None));
+    let next = eventually(Duration::from_secs(20), "the next task completed", || {
+        let client = client.clone();
+        async move { client.task(TaskId(2)).await.ok().filter(|t| t.status == Status::Completed) }
+    })
+    .await;
+    assert_eq!(next.result.as_deref(), Some(&b"ok\n"[..]));
+    assert!(cluster.log("w1").contains("task cancelled; handler stopped"), "{}", cluster.log("w1"));
+}

@@ -50,8 +50,10 @@ pub enum Command {
     Result(ResultArgs),
     /// Wait until no task is idle or in progress.
     Wait(WaitArgs),
-    /// Cancel tasks that have not finished: they end dead, with the error "cancelled".
+    /// Cancel tasks that have not finished: idle or scheduled ones at once; a running one's worker stops it at its next lease extension.
     Cancel(CancelArgs),
+    /// Re-queue dead or cancelled tasks with a fresh budget of attempts.
+    Retry(RetryArgs),
     /// Write a consistent, checksummed backup of the table (taken on the leader) to FILE.
     Backup(BackupArgs),
     /// Offline: seed the empty data dirs of a new cluster (the initial members of --config) from a backup.
@@ -157,6 +159,9 @@ pub struct WorkerArgs {
     /// Run CMD with `sh -c`, the task's data on stdin; stdout is the result, a non-zero exit a failure.
     #[arg(long, value_name = "CMD", conflicts_with = "handler")]
     pub exec: Option<String>,
+    /// When a running task is cancelled, its --exec command gets SIGTERM, then SIGKILL this much later.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_grace: Duration,
     /// A built-in handler: echo, upper or sleep:MS.
     #[arg(long, default_value = "echo")]
     pub handler: String,
@@ -257,6 +262,18 @@ pub struct ResultArgs {
 pub struct CancelArgs {
     #[command(flatten)]
     pub read: ReadArgs,
+    /// The task ids (exit 1 if one does not exist).
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Attempts each task gets from now (default: the cluster's max_attempts).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
     /// The task ids (exit 1 if one does not exist).
     #[arg(required = true)]
     pub ids: Vec<u64>,

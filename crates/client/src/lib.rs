@@ -380,6 +380,17 @@ impl Client {
         .await
     }
 
+    /// Re-queues dead or cancelled tasks with a fresh attempt budget
+    /// (`max_attempts`, 0: the cluster's); one outcome per id. Retrying the
+    /// call is safe: a task already re-queued answers `Stale`.
+    pub async fn retry(&self, ids: Vec<TaskId>, max_attempts: u32) -> Result<Vec<Outcome>> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let ids = ids.clone();
+            async move { c.retry(ctx, ids, max_attempts).await }
+        })
+        .await
+    }
+
     /// One task.
     pub async fn task(&self, id: TaskId) -> Result<Task> {
         self.call(Duration::ZERO, true, |c, ctx| async move { c.task(ctx, id).await }).await

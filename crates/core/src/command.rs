@@ -66,8 +66,13 @@ pub enum Command {
     Extend { lease: Lease, worker: WorkerId, now_ms: u64 },
     /// Take back leases that ran out; leases no longer current are ignored.
     Expire { leases: Vec<Lease>, now_ms: u64 },
-    /// Stop a task that has not finished: it becomes dead with reason "cancelled".
+    /// Stop a task that has not finished: an idle or scheduled one is
+    /// cancelled at once; an in-progress one is marked, and ends cancelled
+    /// at its holder's next report (or when its lease expires).
     Cancel { task: TaskId, now_ms: u64 },
+    /// Give a dead or cancelled task a fresh budget of `max_attempts`
+    /// attempts: it is idle again.
+    Retry { task: TaskId, max_attempts: u32, now_ms: u64 },
     /// Make every scheduled task that is due at `now_ms` idle.
     Wake { now_ms: u64 },
     /// Remove up to `max` completed or dead tasks that finished before
@@ -105,6 +110,8 @@ pub enum Outcome {
     Duplicate,
     /// No such task. Nothing changed.
     NotFound,
+    /// The task was cancelled: stop working on it. Its result is not recorded.
+    Cancelled,
 }
 
 /// One submitted task's id, and whether it is new or an earlier submission with the same key.

@@ -32,6 +32,7 @@ pub struct Table {
     next_id: u64,
     completed: u64,
     dead: u64,
+    cancelled: u64,
     /// Registered push workers, by id.
     push_workers: BTreeMap<WorkerId, PushWorker>,
 }
@@ -49,12 +50,14 @@ pub struct Counts {
     pub dead: u64,
     /// Waiting for their time (a delay, or a backoff after a failed attempt).
     pub scheduled: u64,
+    /// Cancelled before they finished.
+    pub cancelled: u64,
 }
 
 impl Counts {
     /// All tasks in the table.
     pub fn total(&self) -> u64 {
-        self.unfinished() + self.completed + self.dead
+        self.unfinished() + self.completed + self.dead + self.cancelled
     }
 
     /// Tasks that will still run: idle, scheduled or in progress.
@@ -105,18 +108,21 @@ impl Table {
                 Response::Outcome(self.complete(lease, &worker, result, now_ms, touched))
             }
             Command::Fail { lease, worker, error, now_ms } => {
-                let outcome = self.check_lease(lease, &worker);
+                let outcome = self.report(lease, &worker, now_ms, touched);
                 if outcome == Outcome::Accepted {
                     self.requeue_or_bury(lease.task, error, now_ms, touched);
                 }
                 Response::Outcome(outcome)
             }
             Command::Extend { lease, worker, now_ms } => {
-                let outcome = self.check_lease(lease, &worker);
+                let outcome = self.report(lease, &worker, now_ms, touched);
                 if outcome == Outcome::Accepted {
                     self.update(lease.task, touched, |t| t.lease_start_ms = Some(now_ms));
                 }
                 Response::Outcome(outcome)
+            }
+            Command::Retry { task, max_attempts, .. } => {
+                Response::Outcome(self.retry(task, max_attempts, touched))
             }
             Command::Expire { leases, now_ms } => {
                 Response::Expired(self.expire(leases, now_ms, touched))
@@ -182,6 +188,7 @@ impl Table {
             completed: self.completed,
             dead: self.dead,
             scheduled: self.scheduled.len() as u64,
+            cancelled: self.cancelled,
         }
     }
 
@@ -242,6 +249,8 @@ impl Table {
             due_ms: (due > now_ms).then_some(due),
             retry_base_ms: new.retry_base_ms.unwrap_or(0),
             retry_max_ms: new.retry_max_ms.unwrap_or(0),
+            attempt_base: 0,
+            cancelling: false,
         };
         self.index(&task);
         self.tasks.insert(id, task);
@@ -279,7 +288,7 @@ impl Table {
         now_ms: u64,
         touched: &mut BTreeSet<TaskId>,
     ) -> Outcome {
-        let outcome = self.check_lease(lease, worker);
+        let outcome = self.report(lease, worker, now_ms, touched);
         if outcome == Outcome::Accepted {
             self.update(lease.task, touched, |t| {
                 t.status = Status::Completed;
@@ -299,9 +308,57 @@ impl Table {
         };
         let holder = task.attempt == lease.attempt && task.worker.as_ref() == Some(worker);
         match task.status {
+            Status::InProgress if holder && task.cancelling => Outcome::Cancelled,
             Status::InProgress if holder => Outcome::Accepted,
             Status::Completed if holder => Outcome::Duplicate,
+            Status::Cancelled if holder => Outcome::Cancelled,
             _ => Outcome::Stale,
+        }
+    }
+
+    /// [`Table::check_lease`] for a report (complete, fail, extend) of
+    /// `lease`; a report on a task cancelled while in progress ends it
+    /// cancelled, and is answered `Cancelled`.
+    fn report(
+        &mut self,
+        lease: Lease,
+        worker: &WorkerId,
+        now_ms: u64,
+        touched: &mut BTreeSet<TaskId>,
+    ) -> Outcome {
+        let outcome = self.check_lease(lease, worker);
+        if outcome == Outcome::Cancelled && self.tasks[&lease.task].status == Status::InProgress {
+            self.end_cancelled(lease.task, now_ms, touched);
+        }
+        outcome
+    }
+
+    /// Ends a task `cancelled`.
+    fn end_cancelled(&mut self, id: TaskId, now_ms: u64, touched: &mut BTreeSet<TaskId>) {
+        self.update(id, touched, |t| {
+            t.status = Status::Cancelled;
+            t.error = Some("cancelled".into());
+            t.lease_start_ms = None;
+            t.due_ms = None;
+            t.cancelling = false;
+            t.finished_ms = Some(now_ms);
+        });
+    }
+
+    /// Gives a dead or cancelled task a fresh attempt budget.
+    fn retry(&mut self, id: TaskId, max_attempts: u32, touched: &mut BTreeSet<TaskId>) -> Outcome {
+        match self.tasks.get(&id).map(|t| t.status) {
+            None => Outcome::NotFound,
+            Some(Status::Dead | Status::Cancelled) => {
+                self.update(id, touched, |t| {
+                    t.status = Status::Idle;
+                    t.attempt_base = t.attempt.0;
+                    t.max_attempts = max_attempts.max(1);
+                    t.finished_ms = None;
+                });
+                Outcome::Accepted
+            }
+            Some(_) => Outcome::Stale,
         }
     }
 
@@ -314,8 +371,12 @@ impl Table {
         let mut taken = Vec::new();
         for lease in leases {
             if self.tasks.get(&lease.task).and_then(Task::lease) == Some(lease) {
-                let reason = format!("lease of attempt {} expired", lease.attempt);
-                self.requeue_or_bury(lease.task, reason, now_ms, touched);
+                if self.tasks[&lease.task].cancelling {
+                    self.end_cancelled(lease.task, now_ms, touched);
+                } else {
+                    let reason = format!("lease of attempt {} expired", lease.attempt);
+                    self.requeue_or_bury(lease.task, reason, now_ms, touched);
+                }
                 taken.push(lease);
             }
         }
@@ -323,17 +384,16 @@ impl Table {
     }
 
     fn cancel(&mut self, id: TaskId, now_ms: u64, touched: &mut BTreeSet<TaskId>) -> Outcome {
-        match self.tasks.get(&id).map(|t| t.status) {
+        match self.tasks.get(&id).map(|t| (t.status, t.cancelling)) {
             None => Outcome::NotFound,
-            Some(Status::Completed | Status::Dead) => Outcome::Stale,
-            Some(_) => {
-                self.update(id, touched, |t| {
-                    t.status = Status::Dead;
-                    t.error = Some("cancelled".into());
-                    t.lease_start_ms = None;
-                    t.due_ms = None;
-                    t.finished_ms = Some(now_ms);
-                });
+            Some((Status::Completed | Status::Dead | Status::Cancelled, _)) => Outcome::Stale,
+            Some((Status::InProgress, true)) => Outcome::Duplicate,
+            Some((Status::InProgress, false)) => {
+                self.update(id, touched, |t| t.cancelling = true);
+                Outcome::Accepted
+            }
+            Some((Status::Idle | Status::Scheduled, _)) => {
+                self.end_cancelled(id, now_ms, touched);
                 Outcome::Accepted
             }
         }
@@ -373,12 +433,13 @@ impl Table {
         self.update(id, touched, |t| {
             t.error = Some(error);
             t.lease_start_ms = None;
-            if t.attempt.0 >= t.max_attempts {
+            let tried = t.attempt.0 - t.attempt_base;
+            if tried >= t.max_attempts {
                 t.status = Status::Dead;
                 t.finished_ms = Some(now_ms);
                 return;
             }
-            let delay = backoff_ms(t.retry_base_ms, t.retry_max_ms, t.id, t.attempt.0);
+            let delay = backoff_ms(t.retry_base_ms, t.retry_max_ms, t.id, tried);
             if delay == 0 {
                 t.status = Status::Idle;
             } else {
@@ -420,6 +481,7 @@ impl Table {
             }
             Status::Completed => self.completed += 1,
             Status::Dead => self.dead += 1,
+            Status::Cancelled => self.cancelled += 1,
             Status::Scheduled => {
                 let due = t.due_ms.expect("a scheduled task has a due time");
                 self.scheduled.insert((due, t.id));
@@ -439,6 +501,7 @@ impl Table {
             }
             Status::Completed => self.completed -= 1,
             Status::Dead => self.dead -= 1,
+            Status::Cancelled => self.cancelled -= 1,
             Status::Scheduled => {
                 let due = t.due_ms.expect("a scheduled task has a due time");
                 self.scheduled.remove(&(due, t.id));
@@ -457,5 +520,7 @@ pub use page::{Page, PageLimits};
 mod page_tests;
 #[cfg(test)]
 mod purge_tests;
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod tests;

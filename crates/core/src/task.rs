@@ -46,6 +46,8 @@ pub enum Status {
     /// Waiting for its time: submitted with a delay, or backing off after a
     /// failed attempt. Never leased before `due_ms`; then idle.
     Scheduled,
+    /// Cancelled before it finished; final (unless retried).
+    Cancelled,
 }
 
 /// One row of the task table.
@@ -83,12 +85,19 @@ pub struct Task {
     pub retry_base_ms: u64,
     /// ... doubling up to this (see [`crate::retry`]).
     pub retry_max_ms: u64,
+    /// The attempt the current attempt budget counts from: 0, or the
+    /// attempt at which `taskraft retry` gave the task a fresh budget.
+    /// (`attempt` itself never goes back: it is the fencing token.)
+    pub attempt_base: u32,
+    /// Cancelled while in progress: the holder learns it on its next
+    /// report, which ends the task `cancelled`.
+    pub cancelling: bool,
 }
 
 impl Task {
     /// Whether the task reached a final status (completed or dead).
     pub fn finished(&self) -> bool {
-        matches!(self.status, Status::Completed | Status::Dead)
+        matches!(self.status, Status::Completed | Status::Dead | Status::Cancelled)
     }
 
     /// The lease of the current attempt, if the task is in progress.
@@ -137,6 +146,7 @@ impl Status {
             Status::Completed => "completed",
             Status::Dead => "dead",
             Status::Scheduled => "scheduled",
+            Status::Cancelled => "cancelled",
         }
     }
 
@@ -148,6 +158,7 @@ impl Status {
             "completed" => Some(Status::Completed),
             "dead" => Some(Status::Dead),
             "scheduled" => Some(Status::Scheduled),
+            "cancelled" => Some(Status::Cancelled),
             _ => None,
         }
     }

@@ -29,6 +29,10 @@ struct ModelTask {
     retry_base_ms: u64,
     /// A failed attempt that must now be backing off: (when, nominal delay).
     backing_off: Option<(u64, u64)>,
+    /// The attempt the current budget counts from.
+    attempt_base: u32,
+    /// Cancelled while in progress, not yet ended.
+    cancelling: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ enum Op {
     /// `.0 + 1` tasks, delayed by `.1` steps.
     Submit(u8, u8),
     Wake,
+    Cancel(u8),
+    Retry(u8),
     Assign(u8, u8),
     Complete(u8, u8, u8),
     Fail(u8, u8, u8),
@@ -50,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..3u8, 0..4u8).prop_map(|(n, d)| Op::Submit(n, d)),
         Just(Op::Wake),
+        (0..8u8).prop_map(Op::Cancel),
+        (0..8u8).prop_map(Op::Retry),
         (0..3u8, 1..3u8).prop_map(|(w, n)| Op::Assign(w, n)),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Complete(w, t, a)),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Fail(w, t, a)),
@@ -86,6 +94,8 @@ fn to_command(op: &Op, now_ms: u64, table: &Table) -> Command {
             Command::Submit { tasks, now_ms }
         }
         Op::Wake => Command::Wake { now_ms },
+        Op::Cancel(t) => Command::Cancel { task: TaskId(t as u64), now_ms },
+        Op::Retry(t) => Command::Retry { task: TaskId(t as u64), max_attempts: 3, now_ms },
         Op::Assign(w, n) => Command::Assign { worker: worker(w), max: n as u32, now_ms },
         Op::Complete(w, t, a) => Command::Complete {
             lease: lease(t, a),
@@ -115,11 +125,18 @@ fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Ou
         Command::Complete { lease, worker, now_ms, .. }
         | Command::Fail { lease, worker, now_ms, .. }
         | Command::Extend { lease, worker, now_ms } => (lease, worker, *now_ms),
+        Command::Cancel { task, now_ms } => return Some(model_cancel(model, *task, *now_ms)),
+        Command::Retry { task, .. } => return Some(model_retry(model, *task)),
         _ => return None,
     };
     let Some(t) = model.get_mut(&l.task.0) else { return Some(Outcome::NotFound) };
     let holder = t.attempt == l.attempt.0 && t.worker.as_deref() == Some(w.0.as_str());
     Some(match (t.status, holder) {
+        (Status::InProgress, true) if t.cancelling => {
+            end_cancelled(t, now_ms);
+            Outcome::Cancelled
+        }
+        (Status::Cancelled, true) => Outcome::Cancelled,
         (Status::InProgress, true) => {
             match cmd {
                 Command::Complete { result, .. } => {
@@ -137,16 +154,57 @@ fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Ou
     })
 }
 
+fn end_cancelled(t: &mut ModelTask, now_ms: u64) {
+    t.status = Status::Cancelled;
+    t.cancelling = false;
+    t.due_ms = None;
+    t.finished_ms = Some(now_ms);
+}
+
+fn model_cancel(model: &mut BTreeMap<u64, ModelTask>, id: TaskId, now_ms: u64) -> Outcome {
+    let Some(t) = model.get_mut(&id.0) else { return Outcome::NotFound };
+    match t.status {
+        Status::Completed | Status::Dead | Status::Cancelled => Outcome::Stale,
+        Status::InProgress if t.cancelling => Outcome::Duplicate,
+        Status::InProgress => {
+            t.cancelling = true;
+            Outcome::Accepted
+        }
+        Status::Idle | Status::Scheduled => {
+            end_cancelled(t, now_ms);
+            Outcome::Accepted
+        }
+    }
+}
+
+fn model_retry(model: &mut BTreeMap<u64, ModelTask>, id: TaskId) -> Outcome {
+    let Some(t) = model.get_mut(&id.0) else { return Outcome::NotFound };
+    match t.status {
+        Status::Dead | Status::Cancelled => {
+            t.status = Status::Idle;
+            t.attempt_base = t.attempt;
+            t.finished_ms = None;
+            Outcome::Accepted
+        }
+        _ => Outcome::Stale,
+    }
+}
+
 /// The end of an attempt that did not complete.
 fn bury_or_requeue(t: &mut ModelTask, now_ms: u64) {
-    if t.attempt >= 3 {
+    if t.cancelling {
+        end_cancelled(t, now_ms);
+        return;
+    }
+    let tried = t.attempt - t.attempt_base;
+    if tried >= 3 {
         t.status = Status::Dead;
         t.finished_ms = Some(now_ms);
     } else if t.retry_base_ms == 0 {
         t.status = Status::Idle;
     } else {
         // Checked against the table's due time once the command applied.
-        let nominal = (t.retry_base_ms << (t.attempt - 1)).min(4 * t.retry_base_ms);
+        let nominal = (t.retry_base_ms << (tried - 1)).min(4 * t.retry_base_ms);
         t.status = Status::Scheduled;
         t.backing_off = Some((now_ms, nominal));
     }
@@ -205,7 +263,8 @@ proptest! {
             match (&response, expected) {
                 (Response::Outcome(o), Some(e)) => {
                     prop_assert_eq!(*o, e);
-                    if *o != Outcome::Accepted {
+                    // Cancelled ends a task cancelled while in progress; every other refusal changes nothing.
+                    if !matches!(*o, Outcome::Accepted | Outcome::Cancelled) {
                         prop_assert_eq!(&table, &before, "a refused lease changed the table");
                     }
                 }
@@ -218,7 +277,7 @@ proptest! {
                         let delay = match op { Op::Submit(_, d) => *d as u64 * 100, _ => 0 };
                         let due = (delay > 0).then_some(now + delay);
                         let status = if due.is_some() { Status::Scheduled } else { Status::Idle };
-                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None });
+                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None, attempt_base: 0, cancelling: false });
                     }
                 }
                 (Response::Assigned(tasks), None) => {
@@ -241,7 +300,7 @@ proptest! {
                     prop_assert_eq!(Some(ids), expected_purge.as_ref());
                     for id in ids {
                         let m = model.remove(&id.0).unwrap();
-                        prop_assert!(matches!(m.status, Status::Completed | Status::Dead));
+                        prop_assert!(matches!(m.status, Status::Completed | Status::Dead | Status::Cancelled));
                         purged += 1;
                     }
                 }
@@ -267,6 +326,7 @@ proptest! {
                 prop_assert_eq!(t.attempt.0, m.attempt);
                 prop_assert_eq!(&t.result, &m.result);
                 prop_assert_eq!(t.due_ms, m.due_ms);
+                prop_assert_eq!(t.cancelling, m.cancelling);
             }
         }
         prop_assert_eq!(&table, &replica);

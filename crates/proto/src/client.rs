@@ -203,9 +203,16 @@ pub trait ClientService {
     ) -> Result<TaskPage, WireError>;
     /// One task.
     async fn task(id: TaskId) -> Result<Task, WireError>;
-    /// Cancels up to 10,000 unfinished tasks (they end dead, "cancelled");
-    /// one outcome per id: `Accepted`, `Stale` (already finished) or `NotFound`.
+    /// Cancels up to 10,000 unfinished tasks: idle or scheduled ones end
+    /// `cancelled` at once; an in-progress one is marked and ends
+    /// `cancelled` at its worker's next report. One outcome per id:
+    /// `Accepted`, `Duplicate` (already being cancelled), `Stale` (already
+    /// finished) or `NotFound`.
     async fn cancel(ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError>;
+    /// Gives up to 10,000 dead or cancelled tasks a fresh budget of
+    /// `max_attempts` attempts (0: the cluster's): they are idle again. One
+    /// outcome per id: `Accepted`, `Stale` (not dead nor cancelled) or `NotFound`.
+    async fn retry(ids: Vec<TaskId>, max_attempts: u32) -> Result<Vec<Outcome>, WireError>;
     /// Stages a consistent backup of the table (confirmed with a quorum) on
     /// the leader; read it with `backup_read`.
     async fn backup_open() -> Result<BackupInfo, WireError>;

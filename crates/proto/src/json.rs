@@ -20,6 +20,7 @@ pub fn task_json(t: &Task) -> Value {
         "submitted_ms": t.submitted_ms,
         "finished_ms": t.finished_ms,
         "due_ms": t.due_ms,
+        "cancelling": t.cancelling,
     });
     put_bytes(&mut v, "data", Some(&t.data));
     put_bytes(&mut v, "result", t.result.as_deref());
@@ -102,17 +103,31 @@ pub fn outcome_str(o: Outcome) -> &'static str {
         Outcome::Stale => "stale",
         Outcome::Duplicate => "duplicate",
         Outcome::NotFound => "not_found",
+        Outcome::Cancelled => "cancelled",
     }
 }
 
-/// `cancel --json`: the ids asked, sorted by what happened to them.
+/// `cancel --json`: the ids asked, sorted by what happened to them
+/// (an in-progress task is cancelled once its worker stops: `cancelling`).
 pub fn cancel_json(ids: &[u64], outcomes: &[Outcome]) -> Value {
+    let pick = |want: &[Outcome]| -> Vec<u64> {
+        ids.iter().zip(outcomes).filter(|(_, o)| want.contains(o)).map(|(id, _)| *id).collect()
+    };
+    json!({
+        "cancelled": pick(&[Outcome::Accepted, Outcome::Duplicate]),
+        "already_finished": pick(&[Outcome::Stale]),
+        "not_found": pick(&[Outcome::NotFound]),
+    })
+}
+
+/// `retry --json`: the ids asked, sorted by what happened to them.
+pub fn retry_json(ids: &[u64], outcomes: &[Outcome]) -> Value {
     let pick = |want: Outcome| -> Vec<u64> {
         ids.iter().zip(outcomes).filter(|(_, o)| **o == want).map(|(id, _)| *id).collect()
     };
     json!({
-        "cancelled": pick(Outcome::Accepted),
-        "already_finished": pick(Outcome::Stale),
+        "retried": pick(Outcome::Accepted),
+        "not_dead": pick(Outcome::Stale),
         "not_found": pick(Outcome::NotFound),
     })
 }

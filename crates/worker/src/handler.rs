@@ -32,16 +32,51 @@ pub fn sleep(duration: Duration) -> Handler {
     })
 }
 
+/// How long a stopped `--exec` command has between SIGTERM and SIGKILL.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs `sh -c CMD` with the data on stdin; stdout is the result. A non-zero
 /// exit is a failure whose message is stderr. The task id is in `TASKRAFT_TASK_ID`.
 pub fn exec(command: String) -> Handler {
+    exec_with_grace(command, DEFAULT_KILL_GRACE)
+}
+
+/// [`exec`], where a command stopped early (its task was cancelled, or the
+/// worker drops the handler) gets SIGTERM, and SIGKILL `grace` later. The
+/// signals go to the command's own process group, so whatever it started
+/// stops with it.
+pub fn exec_with_grace(command: String, grace: Duration) -> Handler {
     Arc::new(move |id, data| {
         let command = command.clone();
-        Box::pin(async move { run(&command, id, &data).await })
+        Box::pin(async move { run(&command, id, &data, grace).await })
     })
 }
 
-async fn run(command: &str, id: TaskId, data: &[u8]) -> Result<Vec<u8>, String> {
+/// Signals a command's process group when the handler is dropped before
+/// the command ended: SIGTERM now, SIGKILL after the grace period.
+struct StopOnDrop {
+    group: Option<i32>,
+    grace: Duration,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let Some(group) = self.group.take() else { return };
+        // SAFETY: kill(2) with a negative pid signals a process group; it
+        // touches no memory of ours.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let grace = self.grace;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(grace).await;
+                // SAFETY: as above.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            });
+        }
+    }
+}
+
+async fn run(command: &str, id: TaskId, data: &[u8], grace: Duration) -> Result<Vec<u8>, String> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -49,9 +84,10 @@ async fn run(command: &str, id: TaskId, data: &[u8]) -> Result<Vec<u8>, String> 
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    let mut stop = StopOnDrop { group: child.id().map(|pid| pid as i32), grace };
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = data.to_vec();
     // Feed stdin concurrently: a command that writes a lot before reading
@@ -60,6 +96,7 @@ async fn run(command: &str, id: TaskId, data: &[u8]) -> Result<Vec<u8>, String> 
         let _ = stdin.write_all(&input).await;
     });
     let out = child.wait_with_output().await.map_err(|e| format!("{command:?}: {e}"))?;
+    stop.group = None; // it ended by itself
     let _ = feeder.await;
     if out.status.success() {
         Ok(out.stdout)

@@ -5,6 +5,9 @@
 //! task in one call (`complete_and_request`, one commit); it long-polls only
 //! when that found nothing idle. While the handler runs, a heartbeat extends the
 //! lease every third of its timeout, so a long task keeps its lease.
+//! When an extension is answered `Cancelled` (the task was cancelled), the
+//! handler is dropped at once (an `--exec` command gets SIGTERM, then
+//! SIGKILL after its grace period) and nothing is reported.
 //!
 //! Shutdown: when `stop` is cancelled (SIGINT/SIGTERM in the CLI), slots stop
 //! requesting (an outstanding long poll is dropped; a task it might have
@@ -56,6 +59,8 @@ pub struct Summary {
     pub failed: u64,
     /// Submissions answered Stale or Duplicate (not recorded).
     pub fenced: u64,
+    /// Tasks stopped because they were cancelled.
+    pub cancelled: u64,
 }
 
 #[derive(Default)]
@@ -63,6 +68,7 @@ struct Counters {
     completed: AtomicU64,
     failed: AtomicU64,
     fenced: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 /// A pull worker.
@@ -116,6 +122,7 @@ impl Worker {
             completed: self.counters.completed.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
             fenced: self.counters.fenced.load(Ordering::Relaxed),
+            cancelled: self.counters.cancelled.load(Ordering::Relaxed),
         }
     }
 }
@@ -175,6 +182,7 @@ impl Slot {
         let lease = task.lease;
         info!(worker = %self.id, %lease, "processing");
         let heartbeat = CancellationToken::new();
+        let cancelled = CancellationToken::new();
         if self.options.extend {
             tokio::spawn(extend_lease(
                 self.client.clone(),
@@ -182,9 +190,19 @@ impl Slot {
                 task.lease,
                 lease_timeout / 3,
                 heartbeat.clone(),
+                cancelled.clone(),
             ));
         }
-        let result = (self.handler)(lease.task, task.data).await;
+        let result = tokio::select! {
+            r = (self.handler)(lease.task, task.data) => r,
+            _ = cancelled.cancelled() => {
+                // Dropping the handler stops it; the task already ended cancelled.
+                heartbeat.cancel();
+                self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                info!(worker = %self.id, %lease, "task cancelled; handler stopped");
+                return Ok(None);
+            }
+        };
         heartbeat.cancel();
         let (outcome, next) = match result {
             Ok(data) if last && !done.is_cancelled() => {
@@ -213,20 +231,25 @@ impl Slot {
     }
 
     fn count_fenced(&self, outcome: Outcome, lease: taskraft_core::Lease) {
-        if matches!(outcome, Outcome::Stale | Outcome::Duplicate | Outcome::NotFound) {
+        if matches!(
+            outcome,
+            Outcome::Stale | Outcome::Duplicate | Outcome::NotFound | Outcome::Cancelled
+        ) {
             self.counters.fenced.fetch_add(1, Ordering::Relaxed);
             warn!(worker = %self.id, %lease, ?outcome, "result not used: the lease was no longer ours");
         }
     }
 }
 
-/// Extends `lease` every `every` until `stop` fires or the lease is lost.
+/// Extends `lease` every `every` until `stop` fires or the lease is lost;
+/// fires `cancelled` when the answer says the task was cancelled.
 async fn extend_lease(
     client: Arc<Client>,
     worker: WorkerId,
     lease: taskraft_core::Lease,
     every: Duration,
     stop: CancellationToken,
+    cancelled: CancellationToken,
 ) {
     loop {
         tokio::select! {
@@ -235,6 +258,10 @@ async fn extend_lease(
         }
         match client.extend(lease, &worker).await {
             Ok(Outcome::Accepted) => {}
+            Ok(Outcome::Cancelled) => {
+                cancelled.cancel();
+                return;
+            }
             Ok(outcome) => {
                 warn!(%worker, %lease, ?outcome, "lease lost; the result will not be used");
                 return;

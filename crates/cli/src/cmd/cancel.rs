@@ -1,6 +1,7 @@
-//! `taskraft cancel ID...`: unfinished tasks end dead, "cancelled".
+//! `taskraft cancel ID...`: an idle or scheduled task is cancelled at once;
+//! a running one is marked, and its worker stops it at its next lease
+//! extension (its result, if it still sends one, is not recorded).
 
-use anyhow::anyhow;
 use taskraft_core::{Outcome, TaskId};
 
 use crate::args::CancelArgs;
@@ -14,23 +15,13 @@ pub async fn run(args: CancelArgs) -> Result<(), Failure> {
     } else {
         for (id, outcome) in args.ids.iter().zip(&outcomes) {
             let what = match outcome {
-                Outcome::Accepted => "cancelled",
+                Outcome::Accepted | Outcome::Cancelled => "cancelled",
+                Outcome::Duplicate => "already being cancelled",
                 Outcome::Stale => "already finished; left as it is",
                 Outcome::NotFound => "not found",
-                Outcome::Duplicate => "unchanged",
             };
             println!("{id} {what}");
         }
     }
-    let missing: Vec<u64> = args
-        .ids
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| **o == Outcome::NotFound)
-        .map(|(id, _)| *id)
-        .collect();
-    match missing.is_empty() {
-        true => Ok(()),
-        false => Err(Failure::Failed(anyhow!("no task {missing:?}"))),
-    }
+    super::none_missing(&args.ids, &outcomes)
 }

@@ -6,6 +6,7 @@ mod cancel;
 mod master;
 mod member;
 mod read;
+mod retry;
 mod submit;
 mod wait;
 mod worker;
@@ -32,6 +33,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Result(a) => read::result(a).await,
         Command::Wait(a) => wait::run(a).await,
         Command::Cancel(a) => cancel::run(a).await,
+        Command::Retry(a) => retry::run(a).await,
         Command::Backup(a) => backup::backup(a).await,
         Command::Restore(a) => backup::restore(a),
         Command::Bench(a) => bench::run(a).await,
@@ -100,6 +102,20 @@ fn shutdown_signal() -> CancellationToken {
 }
 
 /// Prints a JSON value on one line.
+/// Exit 1 naming the ids answered `NotFound`, if any (cancel, retry).
+fn none_missing(ids: &[u64], outcomes: &[taskraft_core::Outcome]) -> Result<(), Failure> {
+    let missing: Vec<u64> = ids
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == taskraft_core::Outcome::NotFound)
+        .map(|(id, _)| *id)
+        .collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(Failure::Failed(anyhow::anyhow!("no task {missing:?}"))),
+    }
+}
+
 fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }

@@ -13,7 +13,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
         return Err(Failure::Usage(anyhow!("--id must not be empty")));
     }
     let handler = match &args.exec {
-        Some(cmd) => handler::exec(cmd.clone()),
+        Some(cmd) => handler::exec_with_grace(cmd.clone(), args.kill_grace),
         None => handler::builtin(&args.handler).map_err(|e| Failure::Usage(anyhow!(e)))?,
     };
     let client = super::client(&args.seeds)?;

@@ -26,6 +26,8 @@ impl Table {
             h.u64(t.due_ms.unwrap_or(u64::MAX));
             h.u64(t.retry_base_ms);
             h.u64(t.retry_max_ms);
+            h.u64(u64::from(t.attempt_base));
+            h.u64(u64::from(t.cancelling));
         }
         for w in self.push_workers.values() {
             h.bytes(w.id.0.as_bytes());

@@ -220,7 +220,7 @@ fn extend_restarts_the_lease_clock() {
 }
 
 #[test]
-fn cancel_buries_an_unfinished_task_only() {
+fn cancel_ends_an_unfinished_task_only() {
     let mut t = Table::default();
     submit(&mut t, vec![task("a"), task("b")]);
     let lease = assign(&mut t, "w01", 0).unwrap();
@@ -233,7 +233,8 @@ fn cancel_buries_an_unfinished_task_only() {
         t.apply(Command::Cancel { task: TaskId(2), now_ms: 1 }),
         Response::Outcome(Outcome::Accepted)
     );
-    assert_eq!(t.get(TaskId(2)).unwrap().status, Status::Dead);
+    assert_eq!(t.get(TaskId(2)).unwrap().status, Status::Cancelled);
+    assert_eq!(t.counts().cancelled, 1);
     assert_eq!(
         t.apply(Command::Cancel { task: TaskId(3), now_ms: 1 }),
         Response::Outcome(Outcome::NotFound)

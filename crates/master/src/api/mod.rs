@@ -14,7 +14,8 @@
 //! - [`read`]: status, tasks, task, node_report;
 //! - [`push`]: push worker registration;
 //! - [`backup`]: consistent images of the table, streamed in chunks;
-//! - [`members`]: membership changes (add a learner, promote, remove).
+//! - [`members`]: membership changes (add a learner, promote, remove);
+//! - [`manage`]: cancel and retry.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -109,6 +110,7 @@ struct Inner {
 
 mod backup;
 mod checks;
+mod manage;
 mod members;
 mod push;
 mod read;
@@ -323,6 +325,15 @@ impl ClientService for Api {
 
     async fn cancel(self, _: Context, ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError> {
         self.cancel_tasks(ids).await
+    }
+
+    async fn retry(
+        self,
+        _: Context,
+        ids: Vec<TaskId>,
+        max_attempts: u32,
+    ) -> Result<Vec<Outcome>, WireError> {
+        self.retry_tasks(ids, max_attempts).await
     }
 
     async fn backup_open(self, _: Context) -> Result<BackupInfo, WireError> {

@@ -220,33 +220,4 @@ impl Api {
         let cmd = Command::Extend { lease, worker: worker.clone(), now_ms: now_ms() };
         self.lease_command("extension", lease, &worker, cmd).await
     }
-
-    /// Cancels tasks that have not finished (they end dead, "cancelled");
-    /// one outcome per id, in order: `Accepted`, `Stale` (already
-    /// finished) or `NotFound`. One Raft entry for all of them.
-    pub(crate) async fn cancel_tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError> {
-        if ids.is_empty() || ids.len() > MAX_TASKS_PER_SUBMIT {
-            return Err(WireError::Invalid(format!(
-                "{} ids; cancel 1 to {MAX_TASKS_PER_SUBMIT} tasks per call",
-                ids.len()
-            )));
-        }
-        let now = now_ms();
-        let cmds = ids.iter().map(|task| Command::Cancel { task: *task, now_ms: now }).collect();
-        let response = self.propose(Command::Batch(cmds)).await?;
-        let Response::Batch(responses) = response else { return Err(unexpected(response)) };
-        let outcomes: Vec<Outcome> = responses
-            .into_iter()
-            .filter_map(|r| match r {
-                Response::Outcome(o) => Some(o),
-                _ => None,
-            })
-            .collect();
-        if outcomes.len() != ids.len() {
-            return Err(WireError::Unavailable("unexpected answers to a cancel".into()));
-        }
-        let cancelled = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
-        info!(cancelled, asked = ids.len(), "tasks cancelled");
-        Ok(outcomes)
-    }
 }

@@ -8,6 +8,7 @@
 //! | `GET /v1/tasks?status=&after=&limit=` | `{"tasks": [..], "next_after": ..}` |
 //! | `GET /v1/tasks/{id}` | one task |
 //! | `POST /v1/cancel` `{"ids": [..]}` | `cancel --json` |
+//! | `POST /v1/retry` `{"ids": [..], "max_attempts"}` | `retry --json` |
 //! | `POST /v1/lease` `{"worker", "max", "wait_ms"}` | `{"state": "leased", "tasks": [..]}`, `no_task` or `drained` |
 //! | `POST /v1/complete` `{"worker", "task", "attempt", "result"}` | `{"outcome": ..}` |
 //! | `POST /v1/fail` `{"worker", "task", "attempt", "error"}` | `{"outcome": ..}` |
@@ -38,6 +39,7 @@ pub fn routes() -> Router<Http> {
         .route("/v1/tasks", post(submit).get(list))
         .route("/v1/tasks/{id}", get(one))
         .route("/v1/cancel", post(cancel))
+        .route("/v1/retry", post(retry))
         .route("/v1/lease", post(lease))
         .route("/v1/complete", post(complete))
         .route("/v1/fail", post(fail))
@@ -156,6 +158,23 @@ async fn cancel(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
     let ids: Vec<TaskId> = body.ids.iter().map(|i| TaskId(*i)).collect();
     let outcomes = h.0.api.cancel_tasks(ids).await.map_err(|e| h.error(e, &uri))?;
     Ok(Json(shapes::cancel_json(&body.ids, &outcomes)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    ids: Vec<u64>,
+    /// 0 or absent: the cluster's `max_attempts`.
+    #[serde(default)]
+    max_attempts: u32,
+}
+
+async fn retry(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
+    let body: RetryBody = h.body(body).await?;
+    let ids: Vec<TaskId> = body.ids.iter().map(|i| TaskId(*i)).collect();
+    let outcomes =
+        h.0.api.retry_tasks(ids, body.max_attempts).await.map_err(|e| h.error(e, &uri))?;
+    Ok(Json(shapes::retry_json(&body.ids, &outcomes)))
 }
 
 #[derive(Deserialize)]

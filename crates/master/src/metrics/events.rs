@@ -90,6 +90,7 @@ pub fn observe(m: &Metrics, probe: &Probe, response: &Response, table: &Table) {
         {
             Outcome::Stale => m.fence("stale"),
             Outcome::Duplicate => m.fence("duplicate"),
+            Outcome::Cancelled => m.fence("cancelled"),
             _ => {}
         },
         (Probe::Expire(at), Response::Expired(leases)) => {

@@ -134,10 +134,10 @@ impl Metrics {
         let cancelled = counter(&mut r, "tasks_cancelled", "Tasks cancelled before they finished.");
         let fenced = Family::<KindLabel, Counter>::default();
         // Both kinds exist from the start, at 0, so rate() sees the first one.
-        for kind in ["stale", "duplicate"] {
+        for kind in ["stale", "duplicate", "cancelled"] {
             fenced.get_or_create(&KindLabel { kind }).inc_by(0);
         }
-        r.register("fenced", "Answers refused by fencing: kind=stale (not the current lease) or kind=duplicate (already completed by this lease).", fenced.clone());
+        r.register("fenced", "Reports not recorded: kind=stale (not the current lease), duplicate (already completed by this lease) or cancelled (the task was cancelled).", fenced.clone());
         let queue_wait = histogram(
             &mut r,
             "queue_wait",
@@ -245,6 +245,7 @@ impl Metrics {
             ("completed", counts.completed),
             ("dead", counts.dead),
             ("scheduled", counts.scheduled),
+            ("cancelled", counts.cancelled),
         ] {
             self.tasks.get_or_create(&StatusLabel { status }).set(n as i64);
         }

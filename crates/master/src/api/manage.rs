@@ -1,0 +1,70 @@
+//! Per-task changes an operator asks for: cancel and retry. Each call is
+//! one Raft entry for all its ids, with one outcome per id, in order.
+
+use super::*;
+
+impl Api {
+    /// Cancels tasks that have not finished: `Accepted` (idle or scheduled:
+    /// cancelled now; in progress: marked, ended at its worker's next
+    /// report), `Duplicate` (already being cancelled), `Stale` (already
+    /// finished) or `NotFound`.
+    pub(crate) async fn cancel_tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError> {
+        let now = now_ms();
+        let outcomes =
+            self.per_task("cancel", &ids, |task| Command::Cancel { task, now_ms: now }).await?;
+        let cancelled = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
+        info!(cancelled, asked = ids.len(), "tasks cancelled");
+        Ok(outcomes)
+    }
+
+    /// Gives dead or cancelled tasks a fresh budget of `max_attempts`
+    /// attempts (0: the cluster's): `Accepted`, `Stale` (neither dead nor
+    /// cancelled) or `NotFound`.
+    pub(crate) async fn retry_tasks(
+        &self,
+        ids: Vec<TaskId>,
+        max_attempts: u32,
+    ) -> Result<Vec<Outcome>, WireError> {
+        let budget = if max_attempts == 0 { self.0.settings.max_attempts } else { max_attempts };
+        let now = now_ms();
+        let outcomes = self
+            .per_task("retry", &ids, |task| Command::Retry {
+                task,
+                max_attempts: budget,
+                now_ms: now,
+            })
+            .await?;
+        let retried = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
+        info!(retried, asked = ids.len(), "tasks retried");
+        Ok(outcomes)
+    }
+
+    /// Proposes `cmd(id)` for every id as one entry; one outcome per id.
+    async fn per_task(
+        &self,
+        what: &str,
+        ids: &[TaskId],
+        cmd: impl Fn(TaskId) -> Command,
+    ) -> Result<Vec<Outcome>, WireError> {
+        if ids.is_empty() || ids.len() > MAX_TASKS_PER_SUBMIT {
+            return Err(WireError::Invalid(format!(
+                "{} ids; {what} 1 to {MAX_TASKS_PER_SUBMIT} tasks per call",
+                ids.len()
+            )));
+        }
+        let response =
+            self.propose(Command::Batch(ids.iter().map(|id| cmd(*id)).collect())).await?;
+        let Response::Batch(responses) = response else { return Err(unexpected(response)) };
+        let outcomes: Vec<Outcome> = responses
+            .into_iter()
+            .filter_map(|r| match r {
+                Response::Outcome(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        if outcomes.len() != ids.len() {
+            return Err(WireError::Unavailable(format!("unexpected answers to a {what}")));
+        }
+        Ok(outcomes)
+    }
+}
