@@ -56,8 +56,11 @@ pub struct NewTask {
 pub enum Command {
     /// Add tasks, idempotent by key.
     Submit { tasks: Vec<NewTask>, now_ms: u64 },
-    /// Lease up to `max` idle tasks to `worker`, in priority then submission order.
-    Assign { worker: WorkerId, max: u32, now_ms: u64 },
+    /// Lease up to `max` idle tasks to `worker`: first those idle for at
+    /// least `aging_ms` (0: never), longest waiting first, so that no task
+    /// starves behind higher priorities; then by priority, then submission
+    /// order.
+    Assign { worker: WorkerId, max: u32, now_ms: u64, aging_ms: u64 },
     /// Record the result of a lease.
     Complete { lease: Lease, worker: WorkerId, result: Vec<u8>, now_ms: u64 },
     /// Report that a lease's processing failed; re-queued while attempts remain.

@@ -48,7 +48,12 @@ mod tests {
                 ..Default::default()
             };
             t.apply(Command::Submit { tasks: vec![task], now_ms: 0 });
-            t.apply(Command::Assign { worker: WorkerId("w".into()), max: 1, now_ms: *start });
+            t.apply(Command::Assign {
+                worker: WorkerId("w".into()),
+                max: 1,
+                now_ms: *start,
+                aging_ms: 0,
+            });
         }
         t
     }

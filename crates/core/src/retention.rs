@@ -39,9 +39,12 @@ mod tests {
                 ..Default::default()
             };
             t.apply(Command::Submit { tasks: vec![task], now_ms: 0 });
-            let Response::Assigned(leased) =
-                t.apply(Command::Assign { worker: WorkerId("w".into()), max: 1, now_ms: 0 })
-            else {
+            let Response::Assigned(leased) = t.apply(Command::Assign {
+                worker: WorkerId("w".into()),
+                max: 1,
+                now_ms: 0,
+                aging_ms: 0,
+            }) else {
                 panic!("assign answers Assigned")
             };
             let lease = leased[0].lease().unwrap();

@@ -20,6 +20,8 @@ pub struct Table {
     keys: BTreeMap<String, TaskId>,
     /// Idle tasks in the order they are handed out: priority, then submission order.
     idle: BTreeSet<(Reverse<i32>, TaskId)>,
+    /// Idle tasks by the time they became idle, for aging.
+    idle_since: BTreeSet<(u64, TaskId)>,
     /// In-progress tasks by lease start, for the scanner.
     leases: BTreeSet<(u64, TaskId)>,
     /// Scheduled tasks by the time they are due.
@@ -99,9 +101,9 @@ impl Table {
             Command::Submit { tasks, now_ms } => Response::Submitted(
                 tasks.into_iter().map(|t| self.submit(t, now_ms, touched)).collect(),
             ),
-            Command::Assign { worker, max, now_ms } => {
+            Command::Assign { worker, max, now_ms, aging_ms } => {
                 self.wake(now_ms, touched);
-                Response::Assigned(self.assign(&worker, max, now_ms, touched))
+                Response::Assigned(self.assign(&worker, max, now_ms, aging_ms, touched))
             }
             Command::Wake { now_ms } => Response::Woken(self.wake(now_ms, touched)),
             Command::Complete { lease, worker, result, now_ms } => {
@@ -121,8 +123,8 @@ impl Table {
                 }
                 Response::Outcome(outcome)
             }
-            Command::Retry { task, max_attempts, .. } => {
-                Response::Outcome(self.retry(task, max_attempts, touched))
+            Command::Retry { task, max_attempts, now_ms } => {
+                Response::Outcome(self.retry(task, max_attempts, now_ms, touched))
             }
             Command::Expire { leases, now_ms } => {
                 Response::Expired(self.expire(leases, now_ms, touched))
@@ -238,6 +240,7 @@ impl Table {
             key: new.key,
             priority: new.priority,
             status: if due > now_ms { Status::Scheduled } else { Status::Idle },
+            idle_since_ms: (due <= now_ms).then_some(now_ms),
             attempt: Attempt(0),
             max_attempts: new.max_attempts.max(1),
             worker: None,
@@ -263,14 +266,30 @@ impl Table {
         worker: &WorkerId,
         max: u32,
         now_ms: u64,
+        aging_ms: u64,
         touched: &mut BTreeSet<TaskId>,
     ) -> Vec<Task> {
-        let picked: Vec<TaskId> = self.idle.iter().take(max as usize).map(|(_, id)| *id).collect();
+        let max = max as usize;
+        // Tasks that waited past the aging limit go first, longest waiting first.
+        let mut picked: Vec<TaskId> = match now_ms.checked_sub(aging_ms) {
+            Some(limit) if aging_ms > 0 => self
+                .idle_since
+                .range(..=(limit, TaskId(u64::MAX)))
+                .take(max)
+                .map(|(_, id)| *id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let aged: BTreeSet<TaskId> = picked.iter().copied().collect();
+        let rest = max - aged.len();
+        picked
+            .extend(self.idle.iter().map(|(_, id)| *id).filter(|id| !aged.contains(id)).take(rest));
         picked
             .into_iter()
             .map(|id| {
                 self.update(id, touched, |t| {
                     t.status = Status::InProgress;
+                    t.idle_since_ms = None;
                     t.attempt = Attempt(t.attempt.0 + 1);
                     t.worker = Some(worker.clone());
                     t.lease_start_ms = Some(now_ms);
@@ -337,6 +356,7 @@ impl Table {
     fn end_cancelled(&mut self, id: TaskId, now_ms: u64, touched: &mut BTreeSet<TaskId>) {
         self.update(id, touched, |t| {
             t.status = Status::Cancelled;
+            t.idle_since_ms = None;
             t.error = Some("cancelled".into());
             t.lease_start_ms = None;
             t.due_ms = None;
@@ -346,12 +366,19 @@ impl Table {
     }
 
     /// Gives a dead or cancelled task a fresh attempt budget.
-    fn retry(&mut self, id: TaskId, max_attempts: u32, touched: &mut BTreeSet<TaskId>) -> Outcome {
+    fn retry(
+        &mut self,
+        id: TaskId,
+        max_attempts: u32,
+        now_ms: u64,
+        touched: &mut BTreeSet<TaskId>,
+    ) -> Outcome {
         match self.tasks.get(&id).map(|t| t.status) {
             None => Outcome::NotFound,
             Some(Status::Dead | Status::Cancelled) => {
                 self.update(id, touched, |t| {
                     t.status = Status::Idle;
+                    t.idle_since_ms = Some(now_ms);
                     t.attempt_base = t.attempt.0;
                     t.max_attempts = max_attempts.max(1);
                     t.finished_ms = None;
@@ -442,6 +469,7 @@ impl Table {
             let delay = backoff_ms(t.retry_base_ms, t.retry_max_ms, t.id, tried);
             if delay == 0 {
                 t.status = Status::Idle;
+                t.idle_since_ms = Some(now_ms);
             } else {
                 t.status = Status::Scheduled;
                 t.due_ms = Some(now_ms.saturating_add(delay));
@@ -456,7 +484,8 @@ impl Table {
         for id in &due {
             self.update(*id, touched, |t| {
                 t.status = Status::Idle;
-                t.due_ms = None;
+                // Waiting since it was due, for aging.
+                t.idle_since_ms = t.due_ms.take();
             });
         }
         due.len() as u64
@@ -474,7 +503,11 @@ impl Table {
 
     fn index(&mut self, t: &Task) {
         match t.status {
-            Status::Idle => _ = self.idle.insert((Reverse(t.priority), t.id)),
+            Status::Idle => {
+                self.idle.insert((Reverse(t.priority), t.id));
+                let since = t.idle_since_ms.expect("an idle task has an idle-since time");
+                self.idle_since.insert((since, t.id));
+            }
             Status::InProgress => {
                 let start = t.lease_start_ms.expect("an in-progress task has a lease start");
                 self.leases.insert((start, t.id));
@@ -494,7 +527,11 @@ impl Table {
 
     fn unindex(&mut self, t: &Task) {
         match t.status {
-            Status::Idle => _ = self.idle.remove(&(Reverse(t.priority), t.id)),
+            Status::Idle => {
+                self.idle.remove(&(Reverse(t.priority), t.id));
+                let since = t.idle_since_ms.expect("an idle task has an idle-since time");
+                self.idle_since.remove(&(since, t.id));
+            }
             Status::InProgress => {
                 let start = t.lease_start_ms.expect("an in-progress task has a lease start");
                 self.leases.remove(&(start, t.id));

@@ -92,6 +92,8 @@ pub struct Task {
     /// Cancelled while in progress: the holder learns it on its next
     /// report, which ends the task `cancelled`.
     pub cancelling: bool,
+    /// While idle: since when (leader's clock, ms), for aging.
+    pub idle_since_ms: Option<u64>,
 }
 
 impl Task {

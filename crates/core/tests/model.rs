@@ -33,7 +33,12 @@ struct ModelTask {
     attempt_base: u32,
     /// Cancelled while in progress, not yet ended.
     cancelling: bool,
+    /// While idle: since when.
+    idle_since: Option<u64>,
 }
+
+/// The aging limit of every `Assign` in this test.
+const AGING_MS: u64 = 300;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -96,7 +101,9 @@ fn to_command(op: &Op, now_ms: u64, table: &Table) -> Command {
         Op::Wake => Command::Wake { now_ms },
         Op::Cancel(t) => Command::Cancel { task: TaskId(t as u64), now_ms },
         Op::Retry(t) => Command::Retry { task: TaskId(t as u64), max_attempts: 3, now_ms },
-        Op::Assign(w, n) => Command::Assign { worker: worker(w), max: n as u32, now_ms },
+        Op::Assign(w, n) => {
+            Command::Assign { worker: worker(w), max: n as u32, now_ms, aging_ms: AGING_MS }
+        }
         Op::Complete(w, t, a) => Command::Complete {
             lease: lease(t, a),
             worker: worker(w),
@@ -126,7 +133,7 @@ fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Ou
         | Command::Fail { lease, worker, now_ms, .. }
         | Command::Extend { lease, worker, now_ms } => (lease, worker, *now_ms),
         Command::Cancel { task, now_ms } => return Some(model_cancel(model, *task, *now_ms)),
-        Command::Retry { task, .. } => return Some(model_retry(model, *task)),
+        Command::Retry { task, now_ms, .. } => return Some(model_retry(model, *task, *now_ms)),
         _ => return None,
     };
     let Some(t) = model.get_mut(&l.task.0) else { return Some(Outcome::NotFound) };
@@ -156,6 +163,7 @@ fn model_lease(model: &mut BTreeMap<u64, ModelTask>, cmd: &Command) -> Option<Ou
 
 fn end_cancelled(t: &mut ModelTask, now_ms: u64) {
     t.status = Status::Cancelled;
+    t.idle_since = None;
     t.cancelling = false;
     t.due_ms = None;
     t.finished_ms = Some(now_ms);
@@ -177,11 +185,12 @@ fn model_cancel(model: &mut BTreeMap<u64, ModelTask>, id: TaskId, now_ms: u64) -
     }
 }
 
-fn model_retry(model: &mut BTreeMap<u64, ModelTask>, id: TaskId) -> Outcome {
+fn model_retry(model: &mut BTreeMap<u64, ModelTask>, id: TaskId, now_ms: u64) -> Outcome {
     let Some(t) = model.get_mut(&id.0) else { return Outcome::NotFound };
     match t.status {
         Status::Dead | Status::Cancelled => {
             t.status = Status::Idle;
+            t.idle_since = Some(now_ms);
             t.attempt_base = t.attempt;
             t.finished_ms = None;
             Outcome::Accepted
@@ -202,6 +211,7 @@ fn bury_or_requeue(t: &mut ModelTask, now_ms: u64) {
         t.finished_ms = Some(now_ms);
     } else if t.retry_base_ms == 0 {
         t.status = Status::Idle;
+        t.idle_since = Some(now_ms);
     } else {
         // Checked against the table's due time once the command applied.
         let nominal = (t.retry_base_ms << (tried - 1)).min(4 * t.retry_base_ms);
@@ -216,7 +226,7 @@ fn wake(model: &mut BTreeMap<u64, ModelTask>, now_ms: u64) -> u64 {
     for t in model.values_mut() {
         if t.status == Status::Scheduled && t.due_ms.is_some_and(|d| d <= now_ms) {
             t.status = Status::Idle;
-            t.due_ms = None;
+            t.idle_since = t.due_ms.take();
             woken += 1;
         }
     }
@@ -277,14 +287,27 @@ proptest! {
                         let delay = match op { Op::Submit(_, d) => *d as u64 * 100, _ => 0 };
                         let due = (delay > 0).then_some(now + delay);
                         let status = if due.is_some() { Status::Scheduled } else { Status::Idle };
-                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None, attempt_base: 0, cancelling: false });
+                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None, attempt_base: 0, cancelling: false, idle_since: (status == Status::Idle).then_some(now) });
                     }
                 }
                 (Response::Assigned(tasks), None) => {
+                    // Tasks idle for AGING_MS or more come first, longest waiting first.
+                    let mut aged: Vec<(u64, u64)> = model
+                        .iter()
+                        .filter(|(_, m)| m.status == Status::Idle)
+                        .filter_map(|(id, m)| Some((m.idle_since?, *id)))
+                        .filter(|(since, _)| since + AGING_MS <= now)
+                        .collect();
+                    aged.sort();
+                    let k = aged.len().min(tasks.len());
+                    let first: Vec<u64> = tasks[..k].iter().map(|t| t.id.0).collect();
+                    let oldest: Vec<u64> = aged[..k].iter().map(|(_, id)| *id).collect();
+                    prop_assert_eq!(first, oldest, "aged tasks first");
                     for t in tasks {
                         let m = model.get_mut(&t.id.0).unwrap();
                         prop_assert_eq!(m.status, Status::Idle, "assigned a task that was not idle");
                         m.status = Status::InProgress;
+                        m.idle_since = None;
                         m.attempt += 1;
                         m.worker = Some(t.worker.clone().unwrap().0);
                     }
@@ -327,6 +350,7 @@ proptest! {
                 prop_assert_eq!(&t.result, &m.result);
                 prop_assert_eq!(t.due_ms, m.due_ms);
                 prop_assert_eq!(t.cancelling, m.cancelling);
+                prop_assert_eq!(t.idle_since_ms, m.idle_since);
             }
         }
         prop_assert_eq!(&table, &replica);

@@ -229,7 +229,12 @@ impl Dispatcher {
             let tasks = if idle == 0 {
                 Vec::new()
             } else {
-                let cmd = Command::Assign { worker: id.clone(), max: free, now_ms: now_ms() };
+                let cmd = Command::Assign {
+                    worker: id.clone(),
+                    max: free,
+                    now_ms: now_ms(),
+                    aging_ms: self.settings.aging_ms,
+                };
                 match self.raft.client_write(cmd).await {
                     Ok(r) => match r.data {
                         Response::Assigned(tasks) => tasks,

@@ -74,6 +74,10 @@ pub struct ClusterSettings {
     /// The longest such wait.
     #[serde(default = "defaults::retry_max_ms")]
     pub retry_max_ms: u64,
+    /// A task idle this long is handed out before any task of higher
+    /// priority (longest waiting first), so none starves; 0: never.
+    #[serde(default = "defaults::aging_ms")]
+    pub aging_ms: u64,
     /// The `[[node]]` ids that form a brand-new cluster (default: every node).
     /// Nodes listed but not here start empty and wait to be added with
     /// `taskraft member add`. Read only on a cluster's very first start.
@@ -144,6 +148,9 @@ mod defaults {
     }
     pub fn retry_max_ms() -> u64 {
         5 * 60 * 1000
+    }
+    pub fn aging_ms() -> u64 {
+        60 * 1000
     }
     pub fn push_capacity() -> u32 {
         4

@@ -28,6 +28,7 @@ impl Table {
             h.u64(t.retry_max_ms);
             h.u64(u64::from(t.attempt_base));
             h.u64(u64::from(t.cancelling));
+            h.u64(t.idle_since_ms.unwrap_or(u64::MAX));
         }
         for w in self.push_workers.values() {
             h.bytes(w.id.0.as_bytes());

@@ -114,3 +114,29 @@ fn retry_gives_a_fresh_budget_and_old_leases_stay_fenced() {
     assert_eq!(fail(&mut t, "w01", last), Outcome::Accepted);
     assert_eq!(t.get(first.task).unwrap().status, Status::Dead);
 }
+
+#[test]
+fn a_low_priority_task_waiting_past_the_aging_limit_goes_first() {
+    let mut t = Table::default();
+    let low = NewTask { priority: -5, ..task("low") };
+    submit(&mut t, vec![low]); // idle since 0
+    let assign_at = |t: &mut Table, now_ms| match t.apply(Command::Assign {
+        worker: w("w01"),
+        max: 1,
+        now_ms,
+        aging_ms: 1000,
+    }) {
+        Response::Assigned(tasks) => tasks[0].id,
+        other => panic!("unexpected {other:?}"),
+    };
+    // A steady stream of urgent work: before the limit, urgent goes first ...
+    for now in [100, 500, 999] {
+        let urgent = NewTask { priority: 9, ..task("urgent") };
+        t.apply(Command::Submit { tasks: vec![urgent], now_ms: now });
+        assert_ne!(assign_at(&mut t, now), TaskId(1), "at {now}");
+    }
+    // ... and once the low one has waited 1000 ms, it is next, however urgent the rest.
+    let urgent = NewTask { priority: 9, ..task("urgent") };
+    t.apply(Command::Submit { tasks: vec![urgent], now_ms: 1000 });
+    assert_eq!(assign_at(&mut t, 1000), TaskId(1));
+}

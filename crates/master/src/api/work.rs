@@ -70,7 +70,12 @@ impl Api {
         if self.idle() == 0 {
             return Ok(None);
         }
-        let cmd = Command::Assign { worker: worker.clone(), max, now_ms: now_ms() };
+        let cmd = Command::Assign {
+            worker: worker.clone(),
+            max,
+            now_ms: now_ms(),
+            aging_ms: self.0.settings.aging_ms,
+        };
         match self.propose(cmd).await? {
             Response::Assigned(tasks) if tasks.is_empty() => Ok(None),
             Response::Assigned(tasks) => Ok(Some(self.leased(tasks))),
@@ -174,7 +179,12 @@ impl Api {
         // the same commit, in this order.
         let ask = max > 0 && self.idle() > 0;
         if ask {
-            cmds.push(Command::Assign { worker: worker.clone(), max, now_ms: now });
+            cmds.push(Command::Assign {
+                worker: worker.clone(),
+                max,
+                now_ms: now,
+                aging_ms: self.0.settings.aging_ms,
+            });
         }
         let response = self.propose(Command::Batch(cmds)).await?;
         let Response::Batch(mut responses) = response else { return Err(unexpected(response)) };
