@@ -4,7 +4,7 @@
 //! The file:
 //!
 //! ```text
-//! "TRBACKUP"  u32 LE version (1)
+//! "TRBACKUP"  u32 LE version (2)
 //! u64 LE header length, header (bincode BackupHeader)
 //! the table's image (as in snapshots: next id, rows, push workers)
 //! u32 LE CRC-32 of every byte before it
@@ -29,7 +29,8 @@ use super::state_machine::table_batch;
 use super::{decode, encode, open_db, OpenError};
 
 const MAGIC: &[u8; 8] = b"TRBACKUP";
-const VERSION: u32 = 1;
+/// 2: task rows gained scheduling, retry, cancel and aging fields.
+const VERSION: u32 = 2;
 
 /// What a backup says of itself, checked again when it is restored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

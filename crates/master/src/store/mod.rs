@@ -28,6 +28,12 @@ use crate::metrics::Metrics;
 /// sled's page cache per node.
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
+/// The layout of stored rows and log entries. A data dir written with
+/// another layout is refused at open with a clear error, never misread.
+/// 2: task rows gained scheduling, retry, cancel and aging fields (a data
+/// dir from before has no marker and counts as 1).
+pub const FORMAT: u32 = 2;
+
 pub use log::LogStore;
 pub use snapshot::{decode_image, parse_snapshot, Image, SNAPSHOT_FILE};
 pub use state_machine::{Applied, StateMachine};
@@ -41,6 +47,9 @@ pub enum OpenError {
     /// The directory holds another cluster's data.
     #[error("the data dir {dir} belongs to cluster {found:?}, not {expected:?}; point data_dir at this cluster's own directory")]
     OtherCluster { dir: String, found: String, expected: String },
+    /// The directory was written by a taskraft with another storage format.
+    #[error("the data dir {dir} has storage format {found}; this taskraft reads format {FORMAT}. Drain the cluster with the build that wrote it (taskraft wait), then start this build on empty data dirs")]
+    Format { dir: String, found: u32 },
     /// A stored row cannot be decoded: the directory is corrupt.
     #[error(
         "the data dir {dir} is corrupt ({what}); wipe it and let the node catch up from the leader"
@@ -85,9 +94,18 @@ fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
                 expected: cluster_name.to_owned(),
             });
         }
-        Some(_) => {}
+        Some(_) => {
+            let found = match meta.get("format").map_err(sled_err)? {
+                Some(v) => v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0),
+                None => 1,
+            };
+            if found != FORMAT {
+                return Err(OpenError::Format { dir: shown, found });
+            }
+        }
         None => {
             meta.insert("cluster_name", cluster_name.as_bytes()).map_err(sled_err)?;
+            meta.insert("format", &FORMAT.to_be_bytes()).map_err(sled_err)?;
             db.flush().map_err(sled_err)?;
         }
     }

@@ -35,7 +35,9 @@ fn corrupt_task_row_is_detected_at_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta").unwrap().insert("cluster_name", "c").unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("cluster_name", "c").unwrap();
+        meta.insert("format", &super::FORMAT.to_be_bytes()).unwrap();
         let mut key = vec![b't'];
         key.extend(1u64.to_be_bytes());
         db.open_tree("table").unwrap().insert(key, &b"\xff\xff not a task"[..]).unwrap();
@@ -56,4 +58,19 @@ fn truncated_snapshot_file_is_detected_at_open() {
 
 fn metrics() -> std::sync::Arc<crate::metrics::Metrics> {
     std::sync::Arc::new(crate::metrics::Metrics::new(1))
+}
+
+#[test]
+fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(super::open(dir.path(), "c", metrics()).unwrap());
+    {
+        // What a build from before the format marker leaves: no "format" key.
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta").unwrap().remove("format").unwrap();
+        db.flush().unwrap();
+    }
+    let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("storage format 1") && text.contains("reads format 2"), "{text}");
 }
