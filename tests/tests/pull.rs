@@ -29,6 +29,7 @@ fn options(extend: bool) -> WorkerOptions {
         extend,
         exit_when_done: true,
         poll_wait: Duration::from_millis(500),
+        ..Default::default()
     }
 }
 

@@ -61,6 +61,9 @@ pub enum Command {
     /// Change the cluster's masters online: list them, add one (learner, catch-up, voter), remove one.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Named queues: list them with their counts and limits, cap or lift their tasks in progress, pause or resume them.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Run the standard workloads (W1 enqueue, W2 drain, W3 failover, W4 soak) and print their figures.
     Bench(BenchArgs),
 }
@@ -168,6 +171,9 @@ pub struct WorkerArgs {
     /// Tasks processed at once.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// Take tasks only from these queues, in this order of preference (a,b); '*': any.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub queues: Vec<String>,
     /// Exit once nothing is idle or in progress.
     #[arg(long)]
     pub exit_when_done: bool,
@@ -206,6 +212,9 @@ pub struct SubmitArgs {
     /// Priority: higher runs first.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
+    /// The queue (default: "default").
+    #[arg(long)]
+    pub queue: Option<String>,
     /// Not before this long from now (e.g. 30s, 5m): the task is `scheduled` until then.
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "at")]
     pub delay: Option<Duration>,
@@ -301,6 +310,41 @@ pub struct RestoreArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `taskraft queue ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Every queue with tasks or limits: counts by status, cap, paused.
+    List(ReadArgs),
+    /// Cap (or lift the cap on) how many of a queue's tasks are in progress at once, across all workers.
+    Set(QueueSetArgs),
+    /// Stop leasing a queue's tasks (those in progress finish).
+    Pause(QueueNameArgs),
+    /// Lease a paused queue's tasks again.
+    Resume(QueueNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueSetArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The queue.
+    pub name: String,
+    /// At most this many of its tasks in progress at once.
+    #[arg(long, required_unless_present = "unlimited", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
+    /// Lift the cap.
+    #[arg(long, conflicts_with = "max_in_flight")]
+    pub unlimited: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueNameArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The queue.
+    pub name: String,
 }
 
 /// `taskraft member ...`.

@@ -43,6 +43,17 @@ pub fn status_text(s: &ClusterStatus) -> String {
     if c.scheduled > 0 {
         out += &format!(", {} scheduled", c.scheduled);
     }
+    if c.cancelled > 0 {
+        out += &format!(", {} cancelled", c.cancelled);
+    }
+    // Queues, once there is more than the default one (or limits).
+    let plain = |q: &taskraft_core::QueueStatus| {
+        q.name == taskraft_core::DEFAULT_QUEUE && q.settings == Default::default()
+    };
+    if !s.queues.iter().all(plain) {
+        out.push('\n');
+        out += crate::cmd::queue_lines(&s.queues).trim_end();
+    }
     out
 }
 

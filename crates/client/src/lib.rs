@@ -242,12 +242,24 @@ impl Client {
         .await
     }
 
-    /// Leases up to `max` tasks, waiting up to `wait` for one.
+    /// Leases up to `max` tasks from any queue, waiting up to `wait` for one.
     pub async fn request(&self, worker: &WorkerId, max: u32, wait: Duration) -> Result<Assignment> {
+        self.request_from(worker, max, wait, &[]).await
+    }
+
+    /// Leases up to `max` tasks from `queues` (in that order of preference;
+    /// empty or `*`: any), waiting up to `wait` for one.
+    pub async fn request_from(
+        &self,
+        worker: &WorkerId,
+        max: u32,
+        wait: Duration,
+        queues: &[String],
+    ) -> Result<Assignment> {
         let wait_ms = wait.as_millis() as u64;
         self.call(wait, true, |c, ctx| {
-            let worker = worker.clone();
-            async move { c.request(ctx, worker, max, wait_ms).await }
+            let (worker, queues) = (worker.clone(), queues.to_vec());
+            async move { c.request(ctx, worker, max, wait_ms, queues).await }
         })
         .await
     }
@@ -274,9 +286,20 @@ impl Client {
         results: Vec<(Lease, Vec<u8>)>,
         max: u32,
     ) -> Result<(Vec<Outcome>, Assignment)> {
+        self.complete_and_request_from(worker, results, max, &[]).await
+    }
+
+    /// [`Client::complete_and_request`], leasing only from `queues`.
+    pub async fn complete_and_request_from(
+        &self,
+        worker: &WorkerId,
+        results: Vec<(Lease, Vec<u8>)>,
+        max: u32,
+        queues: &[String],
+    ) -> Result<(Vec<Outcome>, Assignment)> {
         self.call(Duration::ZERO, true, |c, ctx| {
-            let (worker, results) = (worker.clone(), results.clone());
-            async move { c.complete_and_request(ctx, worker, results, max).await }
+            let (worker, results, queues) = (worker.clone(), results.clone(), queues.to_vec());
+            async move { c.complete_and_request(ctx, worker, results, max, queues).await }
         })
         .await
     }
@@ -370,8 +393,17 @@ impl Client {
         })
     }
 
+    /// Changes a queue's limits (online; replicated). Retrying is safe.
+    pub async fn set_queue(&self, queue: &str, change: taskraft_core::QueueChange) -> Result<()> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let (queue, change) = (queue.to_string(), change.clone());
+            async move { c.set_queue(ctx, queue, change).await }
+        })
+        .await
+    }
+
     /// Cancels unfinished tasks; one outcome per id. Retrying is safe: a
-    /// second cancel of the same task answers `Stale`.
+    /// second cancel of the same task answers `Stale` or `Duplicate`.
     pub async fn cancel(&self, ids: Vec<TaskId>) -> Result<Vec<Outcome>> {
         self.call(Duration::ZERO, true, |c, ctx| {
             let ids = ids.clone();

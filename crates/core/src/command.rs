@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::table::QueueChange;
 use crate::task::{Lease, Task, TaskId, WorkerId};
 
 /// A push worker as the table records it.
@@ -49,6 +50,8 @@ pub struct NewTask {
     pub retry_base_ms: Option<u64>,
     /// Longest backoff; `None`: the cluster's `retry_max_ms`.
     pub retry_max_ms: Option<u64>,
+    /// The queue (None: `default`).
+    pub queue: Option<String>,
 }
 
 /// A replicated write to the task table.
@@ -60,7 +63,10 @@ pub enum Command {
     /// least `aging_ms` (0: never), longest waiting first, so that no task
     /// starves behind higher priorities; then by priority, then submission
     /// order.
-    Assign { worker: WorkerId, max: u32, now_ms: u64, aging_ms: u64 },
+    /// Only from `queues`, in that order of preference (empty or `*`: all).
+    Assign { worker: WorkerId, max: u32, now_ms: u64, aging_ms: u64, queues: Vec<String> },
+    /// Change a queue's limits.
+    SetQueue { queue: String, change: QueueChange },
     /// Record the result of a lease.
     Complete { lease: Lease, worker: WorkerId, result: Vec<u8>, now_ms: u64 },
     /// Report that a lease's processing failed; re-queued while attempts remain.
@@ -92,6 +98,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether applying this command may change the queue settings.
+    pub fn touches_queues(&self) -> bool {
+        match self {
+            Command::SetQueue { .. } => true,
+            Command::Batch(cmds) => cmds.iter().any(Command::touches_queues),
+            _ => false,
+        }
+    }
+
     /// Whether applying this command may change the push worker registry.
     pub fn touches_registry(&self) -> bool {
         match self {

@@ -53,6 +53,7 @@ mod tests {
                 max: 1,
                 now_ms: *start,
                 aging_ms: 0,
+                queues: vec![],
             });
         }
         t

@@ -41,5 +41,8 @@ mod table;
 mod task;
 
 pub use command::{Command, NewTask, Outcome, PushWorker, Response, Submitted};
-pub use table::{Counts, Page, PageLimits, Table};
+pub use table::{
+    Counts, Page, PageLimits, QueueChange, QueueSettings, QueueStatus, Table, ANY_QUEUE,
+    DEFAULT_QUEUE,
+};
 pub use task::{Attempt, Lease, Status, Task, TaskId, WorkerId};

@@ -44,6 +44,7 @@ mod tests {
                 max: 1,
                 now_ms: 0,
                 aging_ms: 0,
+                queues: vec![],
             }) else {
                 panic!("assign answers Assigned")
             };

@@ -18,10 +18,14 @@ use crate::task::{Attempt, Lease, Status, Task, TaskId, WorkerId};
 pub struct Table {
     tasks: BTreeMap<TaskId, Task>,
     keys: BTreeMap<String, TaskId>,
-    /// Idle tasks in the order they are handed out: priority, then submission order.
-    idle: BTreeSet<(Reverse<i32>, TaskId)>,
-    /// Idle tasks by the time they became idle, for aging.
-    idle_since: BTreeSet<(u64, TaskId)>,
+    /// Idle tasks per queue, in the orders they are handed out ([`queues`]).
+    ready: BTreeMap<String, Ready>,
+    /// Idle tasks in all queues.
+    idle_count: u64,
+    /// Tasks per queue by status (queues with no task are absent).
+    per_queue: BTreeMap<String, Counts>,
+    /// Queue limits, replicated (queues at the defaults are absent).
+    queue_settings: BTreeMap<String, QueueSettings>,
     /// In-progress tasks by lease start, for the scanner.
     leases: BTreeSet<(u64, TaskId)>,
     /// Scheduled tasks by the time they are due.
@@ -101,9 +105,14 @@ impl Table {
             Command::Submit { tasks, now_ms } => Response::Submitted(
                 tasks.into_iter().map(|t| self.submit(t, now_ms, touched)).collect(),
             ),
-            Command::Assign { worker, max, now_ms, aging_ms } => {
+            Command::Assign { worker, max, now_ms, aging_ms, queues } => {
                 self.wake(now_ms, touched);
-                Response::Assigned(self.assign(&worker, max, now_ms, aging_ms, touched))
+                let picked = self.pick(&queues, max as usize, now_ms, aging_ms);
+                Response::Assigned(self.assign(&worker, picked, now_ms, touched))
+            }
+            Command::SetQueue { queue, change } => {
+                self.set_queue(queue, change);
+                Response::Outcome(Outcome::Accepted)
             }
             Command::Wake { now_ms } => Response::Woken(self.wake(now_ms, touched)),
             Command::Complete { lease, worker, result, now_ms } => {
@@ -185,7 +194,7 @@ impl Table {
     /// Number of tasks in each status.
     pub fn counts(&self) -> Counts {
         Counts {
-            idle: self.idle.len() as u64,
+            idle: self.idle_count,
             in_progress: self.leases.len() as u64,
             completed: self.completed,
             dead: self.dead,
@@ -239,6 +248,7 @@ impl Table {
             data: new.data,
             key: new.key,
             priority: new.priority,
+            queue: new.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
             status: if due > now_ms { Status::Scheduled } else { Status::Idle },
             idle_since_ms: (due <= now_ms).then_some(now_ms),
             attempt: Attempt(0),
@@ -264,26 +274,10 @@ impl Table {
     fn assign(
         &mut self,
         worker: &WorkerId,
-        max: u32,
+        picked: Vec<TaskId>,
         now_ms: u64,
-        aging_ms: u64,
         touched: &mut BTreeSet<TaskId>,
     ) -> Vec<Task> {
-        let max = max as usize;
-        // Tasks that waited past the aging limit go first, longest waiting first.
-        let mut picked: Vec<TaskId> = match now_ms.checked_sub(aging_ms) {
-            Some(limit) if aging_ms > 0 => self
-                .idle_since
-                .range(..=(limit, TaskId(u64::MAX)))
-                .take(max)
-                .map(|(_, id)| *id)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let aged: BTreeSet<TaskId> = picked.iter().copied().collect();
-        let rest = max - aged.len();
-        picked
-            .extend(self.idle.iter().map(|(_, id)| *id).filter(|id| !aged.contains(id)).take(rest));
         picked
             .into_iter()
             .map(|id| {
@@ -502,11 +496,13 @@ impl Table {
     }
 
     fn index(&mut self, t: &Task) {
+        self.count_in_queue(t, true);
         match t.status {
             Status::Idle => {
-                self.idle.insert((Reverse(t.priority), t.id));
-                let since = t.idle_since_ms.expect("an idle task has an idle-since time");
-                self.idle_since.insert((since, t.id));
+                let ready = self.ready.entry(t.queue.clone()).or_default();
+                ready.by_priority.insert((Reverse(t.priority), t.id));
+                ready.by_since.insert((t.idle_since_ms.unwrap_or(0), t.id));
+                self.idle_count += 1;
             }
             Status::InProgress => {
                 let start = t.lease_start_ms.expect("an in-progress task has a lease start");
@@ -516,8 +512,7 @@ impl Table {
             Status::Dead => self.dead += 1,
             Status::Cancelled => self.cancelled += 1,
             Status::Scheduled => {
-                let due = t.due_ms.expect("a scheduled task has a due time");
-                self.scheduled.insert((due, t.id));
+                self.scheduled.insert((t.due_ms.unwrap_or(0), t.id));
             }
         }
         if let Some(ms) = t.finished_ms.filter(|_| t.finished()) {
@@ -526,11 +521,17 @@ impl Table {
     }
 
     fn unindex(&mut self, t: &Task) {
+        self.count_in_queue(t, false);
         match t.status {
             Status::Idle => {
-                self.idle.remove(&(Reverse(t.priority), t.id));
-                let since = t.idle_since_ms.expect("an idle task has an idle-since time");
-                self.idle_since.remove(&(since, t.id));
+                if let Some(ready) = self.ready.get_mut(&t.queue) {
+                    ready.by_priority.remove(&(Reverse(t.priority), t.id));
+                    ready.by_since.remove(&(t.idle_since_ms.unwrap_or(0), t.id));
+                    if ready.by_priority.is_empty() {
+                        self.ready.remove(&t.queue);
+                    }
+                }
+                self.idle_count -= 1;
             }
             Status::InProgress => {
                 let start = t.lease_start_ms.expect("an in-progress task has a lease start");
@@ -540,8 +541,7 @@ impl Table {
             Status::Dead => self.dead -= 1,
             Status::Cancelled => self.cancelled -= 1,
             Status::Scheduled => {
-                let due = t.due_ms.expect("a scheduled task has a due time");
-                self.scheduled.remove(&(due, t.id));
+                self.scheduled.remove(&(t.due_ms.unwrap_or(0), t.id));
             }
         }
         if let Some(ms) = t.finished_ms.filter(|_| t.finished()) {
@@ -550,13 +550,44 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Adds (or removes) `t` to its queue's counts; a queue left with no
+    /// task is dropped.
+    fn count_in_queue(&mut self, t: &Task, add: bool) {
+        let c = self.per_queue.entry(t.queue.clone()).or_default();
+        let field = match t.status {
+            Status::Idle => &mut c.idle,
+            Status::InProgress => &mut c.in_progress,
+            Status::Completed => &mut c.completed,
+            Status::Dead => &mut c.dead,
+            Status::Scheduled => &mut c.scheduled,
+            Status::Cancelled => &mut c.cancelled,
+        };
+        *field = if add { *field + 1 } else { field.saturating_sub(1) };
+        if c.total() == 0 {
+            self.per_queue.remove(&t.queue);
+        }
+    }
+
+    /// Sets the replicated queue settings (a table rebuilt from storage).
+    pub fn with_queue_settings(mut self, settings: BTreeMap<String, QueueSettings>) -> Table {
+        self.queue_settings = settings;
+        self
+    }
+}
+
 mod digest;
 mod page;
+mod queues;
 pub use page::{Page, PageLimits};
+use queues::Ready;
+pub use queues::{QueueChange, QueueSettings, QueueStatus, ANY_QUEUE, DEFAULT_QUEUE};
 #[cfg(test)]
 mod page_tests;
 #[cfg(test)]
 mod purge_tests;
+#[cfg(test)]
+mod queue_tests;
 #[cfg(test)]
 mod schedule_tests;
 #[cfg(test)]

@@ -61,6 +61,8 @@ pub struct Task {
     pub key: Option<String>,
     /// Higher runs first; ties go in submission order.
     pub priority: i32,
+    /// The queue it belongs to.
+    pub queue: String,
     /// Lifecycle status.
     pub status: Status,
     /// The current (or last) assignment; 0 before the first.

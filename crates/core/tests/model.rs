@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use taskraft_core::{
-    Attempt, Command, Lease, NewTask, Outcome, Response, Status, Table, TaskId, WorkerId,
+    Attempt, Command, Lease, NewTask, Outcome, QueueChange, Response, Status, Table, TaskId,
+    WorkerId,
 };
 
 /// What the model remembers of a task: status, attempt, holder, result.
@@ -35,6 +36,17 @@ struct ModelTask {
     cancelling: bool,
     /// While idle: since when.
     idle_since: Option<u64>,
+    /// Its queue: "a" or "b".
+    queue: String,
+}
+
+/// The queues a worker of selector `s` takes from.
+fn selector(s: u8) -> Vec<String> {
+    match s {
+        0 => vec![],
+        1 => vec!["a".into()],
+        _ => vec!["b".into(), "a".into()],
+    }
 }
 
 /// The aging limit of every `Assign` in this test.
@@ -47,7 +59,12 @@ enum Op {
     Wake,
     Cancel(u8),
     Retry(u8),
-    Assign(u8, u8),
+    /// Worker, max, queue selector.
+    Assign(u8, u8, u8),
+    /// Cap queue "a" (0: lift the cap).
+    CapA(u8),
+    /// Pause (true) or resume queue "b".
+    PauseB(bool),
     Complete(u8, u8, u8),
     Fail(u8, u8, u8),
     Extend(u8, u8, u8),
@@ -63,7 +80,9 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Wake),
         (0..8u8).prop_map(Op::Cancel),
         (0..8u8).prop_map(Op::Retry),
-        (0..3u8, 1..3u8).prop_map(|(w, n)| Op::Assign(w, n)),
+        (0..3u8, 1..3u8, 0..3u8).prop_map(|(w, n, q)| Op::Assign(w, n, q)),
+        (0..3u8).prop_map(Op::CapA),
+        any::<bool>().prop_map(Op::PauseB),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Complete(w, t, a)),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Fail(w, t, a)),
         (0..3u8, 0..8u8, 0..4u8).prop_map(|(w, t, a)| Op::Extend(w, t, a)),
@@ -93,17 +112,27 @@ fn to_command(op: &Op, now_ms: u64, table: &Table) -> Command {
                     delay_ms: delay as u64 * 100,
                     retry_base_ms: Some(if i % 2 == 0 { 0 } else { 100 }),
                     retry_max_ms: Some(if i % 2 == 0 { 0 } else { 400 }),
+                    queue: Some(if i < 2 { "a" } else { "b" }.into()),
                     ..Default::default()
                 })
                 .collect();
             Command::Submit { tasks, now_ms }
         }
         Op::Wake => Command::Wake { now_ms },
+        Op::CapA(k) => Command::SetQueue {
+            queue: "a".into(),
+            change: QueueChange::MaxInFlight((k > 0).then_some(k as u32)),
+        },
+        Op::PauseB(p) => Command::SetQueue { queue: "b".into(), change: QueueChange::Paused(p) },
         Op::Cancel(t) => Command::Cancel { task: TaskId(t as u64), now_ms },
         Op::Retry(t) => Command::Retry { task: TaskId(t as u64), max_attempts: 3, now_ms },
-        Op::Assign(w, n) => {
-            Command::Assign { worker: worker(w), max: n as u32, now_ms, aging_ms: AGING_MS }
-        }
+        Op::Assign(w, n, q) => Command::Assign {
+            worker: worker(w),
+            max: n as u32,
+            now_ms,
+            aging_ms: AGING_MS,
+            queues: selector(q),
+        },
         Op::Complete(w, t, a) => Command::Complete {
             lease: lease(t, a),
             worker: worker(w),
@@ -254,6 +283,7 @@ proptest! {
         let mut acknowledged = 0u64;
         let mut purged = 0u64;
         let mut highest_id = 0u64;
+        let (mut cap_a, mut paused_b) = (None::<u64>, false);
         for (i, op) in ops.iter().enumerate() {
             let now = i as u64 * 100;
             let cmd = to_command(op, now, &table);
@@ -287,11 +317,32 @@ proptest! {
                         let delay = match op { Op::Submit(_, d) => *d as u64 * 100, _ => 0 };
                         let due = (delay > 0).then_some(now + delay);
                         let status = if due.is_some() { Status::Scheduled } else { Status::Idle };
-                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None, attempt_base: 0, cancelling: false, idle_since: (status == Status::Idle).then_some(now) });
+                        model.insert(s.id.0, ModelTask { status, attempt: 0, worker: None, result: None, finished_ms: None, due_ms: due, retry_base_ms: t.retry_base_ms, backing_off: None, attempt_base: 0, cancelling: false, idle_since: (status == Status::Idle).then_some(now), queue: t.queue.clone() });
+                    }
+                }
+                (Response::Outcome(Outcome::Accepted), None) if matches!(cmd, Command::SetQueue { .. }) => {
+                    match op {
+                        Op::CapA(k) => cap_a = (*k > 0).then_some(*k as u64),
+                        Op::PauseB(p) => paused_b = *p,
+                        _ => {}
                     }
                 }
                 (Response::Assigned(tasks), None) => {
-                    // Tasks idle for AGING_MS or more come first, longest waiting first.
+                    let Op::Assign(_, _, q) = op else { unreachable!("an Assign") };
+                    let allowed = selector(*q);
+                    for t in tasks {
+                        let queue = &model[&t.id.0].queue;
+                        prop_assert!(allowed.is_empty() || allowed.contains(queue), "leased from {} for {:?}", queue, allowed);
+                        prop_assert!(!(paused_b && queue == "b"), "leased from a paused queue");
+                    }
+                    let in_a = |m: &BTreeMap<u64, ModelTask>| m.values().filter(|t| t.queue == "a" && t.status == Status::InProgress).count() as u64;
+                    let leased_a = tasks.iter().filter(|t| model[&t.id.0].queue == "a").count() as u64;
+                    if let (Some(cap), true) = (cap_a, leased_a > 0) {
+                        prop_assert!(in_a(&model) + leased_a <= cap, "queue a over its cap {}", cap);
+                    }
+                    // Tasks idle for AGING_MS or more come first, longest waiting first
+                    // (checked for workers of every queue while no queue has limits).
+                    let limits = cap_a.is_some() || paused_b;
                     let mut aged: Vec<(u64, u64)> = model
                         .iter()
                         .filter(|(_, m)| m.status == Status::Idle)
@@ -299,7 +350,7 @@ proptest! {
                         .filter(|(since, _)| since + AGING_MS <= now)
                         .collect();
                     aged.sort();
-                    let k = aged.len().min(tasks.len());
+                    let k = if limits || !allowed.is_empty() { 0 } else { aged.len().min(tasks.len()) };
                     let first: Vec<u64> = tasks[..k].iter().map(|t| t.id.0).collect();
                     let oldest: Vec<u64> = aged[..k].iter().map(|(_, id)| *id).collect();
                     prop_assert_eq!(first, oldest, "aged tasks first");
@@ -355,7 +406,8 @@ proptest! {
         }
         prop_assert_eq!(&table, &replica);
         prop_assert_eq!(table.digest(), replica.digest());
-        let rebuilt = Table::from_parts(table.next_id(), table.tasks().cloned(), []);
+        let rebuilt = Table::from_parts(table.next_id(), table.tasks().cloned(), [])
+            .with_queue_settings(table.queue_settings().clone());
         prop_assert_eq!(rebuilt.digest(), table.digest());
         prop_assert_eq!(rebuilt, table);
     }

@@ -234,6 +234,7 @@ impl Dispatcher {
                     max: free,
                     now_ms: now_ms(),
                     aging_ms: self.settings.aging_ms,
+                    queues: Vec::new(),
                 };
                 match self.raft.client_write(cmd).await {
                     Ok(r) => match r.data {

@@ -5,7 +5,10 @@
 //! it is committed and applied.
 
 use serde::{Deserialize, Serialize};
-use taskraft_core::{Counts, Lease, NewTask, Outcome, Status, Submitted, Task, TaskId, WorkerId};
+use taskraft_core::{
+    Counts, Lease, NewTask, Outcome, QueueChange, QueueStatus, Status, Submitted, Task, TaskId,
+    WorkerId,
+};
 
 use crate::error::WireError;
 use crate::raft::{NodeId, NodeInfo};
@@ -120,6 +123,8 @@ pub struct ClusterStatus {
     pub last_applied: Option<u64>,
     /// Push workers, as the leader's dispatcher sees them.
     pub workers: Vec<PushWorkerStatus>,
+    /// Every queue with tasks or limits: counts and limits.
+    pub queues: Vec<QueueStatus>,
 }
 
 /// One push worker in `status`.
@@ -169,8 +174,14 @@ pub struct NodeReport {
 pub trait ClientService {
     /// Adds tasks (idempotent by key). Ids come back in order.
     async fn submit(tasks: Vec<NewTask>) -> Result<Vec<Submitted>, WireError>;
-    /// Leases up to `max` tasks to `worker`, waiting up to `wait_ms` for one to be idle.
-    async fn request(worker: WorkerId, max: u32, wait_ms: u64) -> Result<Assignment, WireError>;
+    /// Leases up to `max` tasks to `worker` from `queues` (in that order of
+    /// preference; empty or `*`: any), waiting up to `wait_ms` for one.
+    async fn request(
+        worker: WorkerId,
+        max: u32,
+        wait_ms: u64,
+        queues: Vec<String>,
+    ) -> Result<Assignment, WireError>;
     /// Records a lease's result.
     async fn complete(
         lease: Lease,
@@ -186,7 +197,10 @@ pub trait ClientService {
         worker: WorkerId,
         results: Vec<(Lease, Vec<u8>)>,
         max: u32,
+        queues: Vec<String>,
     ) -> Result<(Vec<Outcome>, Assignment), WireError>;
+    /// Changes a queue's limits (online, replicated).
+    async fn set_queue(queue: String, change: QueueChange) -> Result<(), WireError>;
     /// Reports a lease's failure.
     async fn fail(lease: Lease, worker: WorkerId, error: String) -> Result<Outcome, WireError>;
     /// Restarts a lease's clock.

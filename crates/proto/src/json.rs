@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
-use taskraft_core::{Outcome, Task};
+use taskraft_core::{Outcome, QueueStatus, Task};
 
 use crate::client::ClusterStatus;
 
@@ -49,6 +49,7 @@ pub fn status_json(s: &ClusterStatus) -> Value {
         "leader": leader.map(|m| json!({"id": m.id, "client_addr": m.client_addr})),
         "members": members_json(s),
         "counts": s.counts,
+        "queues": queues_json(&s.queues),
         "workers": s.workers.iter().map(|w| json!({
             "id": w.id.0,
             "mode": "push",
@@ -59,6 +60,17 @@ pub fn status_json(s: &ClusterStatus) -> Value {
             "capacity": w.capacity,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Queues with their counts and limits, as `status --json` and `queue list --json` show them.
+pub fn queues_json(queues: &[QueueStatus]) -> Value {
+    queues
+        .iter()
+        .map(|q| {
+            json!({ "name": q.name, "counts": q.counts,
+                    "max_in_flight": q.settings.max_in_flight, "paused": q.settings.paused })
+        })
+        .collect()
 }
 
 /// The live membership, as `status --json` and `member list --json` show it.

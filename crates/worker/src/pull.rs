@@ -37,6 +37,8 @@ pub struct WorkerOptions {
     pub exit_when_done: bool,
     /// How long one `request` waits for a task.
     pub poll_wait: Duration,
+    /// Queues to take from, in order of preference (empty: any).
+    pub queues: Vec<String>,
 }
 
 impl Default for WorkerOptions {
@@ -46,6 +48,7 @@ impl Default for WorkerOptions {
             extend: true,
             exit_when_done: false,
             poll_wait: Duration::from_secs(5),
+            queues: Vec::new(),
         }
     }
 }
@@ -143,7 +146,12 @@ impl Slot {
             let answer = match next.take() {
                 Some(answer) => answer,
                 None => {
-                    let request = self.client.request(&self.id, 1, self.options.poll_wait);
+                    let request = self.client.request_from(
+                        &self.id,
+                        1,
+                        self.options.poll_wait,
+                        &self.options.queues,
+                    );
                     tokio::select! {
                         _ = done.cancelled() => return Ok(()),
                         answer = request => answer?,
@@ -206,8 +214,15 @@ impl Slot {
         heartbeat.cancel();
         let (outcome, next) = match result {
             Ok(data) if last && !done.is_cancelled() => {
-                let (outcomes, next) =
-                    self.client.complete_and_request(&self.id, vec![(lease, data)], 1).await?;
+                let (outcomes, next) = self
+                    .client
+                    .complete_and_request_from(
+                        &self.id,
+                        vec![(lease, data)],
+                        1,
+                        &self.options.queues,
+                    )
+                    .await?;
                 let outcome = outcomes.first().copied().unwrap_or(Outcome::NotFound);
                 (outcome, Some(next))
             }

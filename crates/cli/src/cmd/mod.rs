@@ -5,7 +5,9 @@ mod bench;
 mod cancel;
 mod master;
 mod member;
+mod queue;
 mod read;
+pub(crate) use queue::queue_lines;
 mod retry;
 mod submit;
 mod wait;
@@ -38,6 +40,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Restore(a) => backup::restore(a),
         Command::Bench(a) => bench::run(a).await,
         Command::Member(c) => member::run(c).await,
+        Command::Queue(c) => queue::run(c).await,
     }
 }
 

@@ -39,6 +39,7 @@ pub async fn run(args: SubmitArgs) -> Result<(), Failure> {
             run_at_ms,
             retry_base_ms: args.retry_base.map(ms),
             retry_max_ms: args.retry_max.map(ms),
+            queue: args.queue.clone(),
         })
         .collect();
     let mut ids = Vec::with_capacity(tasks.len());

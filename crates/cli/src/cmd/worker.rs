@@ -22,6 +22,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
         extend: !args.no_extend,
         exit_when_done: args.exit_when_done,
         poll_wait: args.poll_wait,
+        queues: args.queues.clone(),
     };
     if args.push {
         return push(args, handler, client).await;

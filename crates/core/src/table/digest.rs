@@ -29,6 +29,12 @@ impl Table {
             h.u64(u64::from(t.attempt_base));
             h.u64(u64::from(t.cancelling));
             h.u64(t.idle_since_ms.unwrap_or(u64::MAX));
+            h.bytes(t.queue.as_bytes());
+        }
+        for (name, q) in &self.queue_settings {
+            h.bytes(name.as_bytes());
+            h.u64(q.max_in_flight.map_or(u64::MAX, u64::from));
+            h.u64(u64::from(q.paused));
         }
         for w in self.push_workers.values() {
             h.bytes(w.id.0.as_bytes());

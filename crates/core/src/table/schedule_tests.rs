@@ -125,6 +125,7 @@ fn a_low_priority_task_waiting_past_the_aging_limit_goes_first() {
         max: 1,
         now_ms,
         aging_ms: 1000,
+        queues: vec![],
     }) {
         Response::Assigned(tasks) => tasks[0].id,
         other => panic!("unexpected {other:?}"),

@@ -18,7 +18,13 @@ pub(super) fn submit(t: &mut Table, tasks: Vec<NewTask>) -> Vec<TaskId> {
 }
 
 pub(super) fn assign(t: &mut Table, worker: &str, now_ms: u64) -> Option<Lease> {
-    match t.apply(Command::Assign { worker: w(worker), max: 1, now_ms, aging_ms: 0 }) {
+    match t.apply(Command::Assign {
+        worker: w(worker),
+        max: 1,
+        now_ms,
+        aging_ms: 0,
+        queues: vec![],
+    }) {
         Response::Assigned(tasks) => tasks.first().and_then(Task::lease),
         other => panic!("unexpected {other:?}"),
     }
@@ -94,7 +100,13 @@ fn assign_leases_with_a_new_attempt_each_time() {
 fn assign_hands_out_several_tasks_at_once() {
     let mut t = Table::default();
     submit(&mut t, vec![task("a"), task("b"), task("c")]);
-    let r = t.apply(Command::Assign { worker: w("w01"), max: 2, now_ms: 0, aging_ms: 0 });
+    let r = t.apply(Command::Assign {
+        worker: w("w01"),
+        max: 2,
+        now_ms: 0,
+        aging_ms: 0,
+        queues: vec![],
+    });
     let Response::Assigned(tasks) = r else { panic!("{r:?}") };
     assert_eq!(tasks.iter().map(|t| t.id.0).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(t.counts().in_progress, 2);
@@ -259,7 +271,7 @@ fn touched_names_every_changed_row() {
     submit(&mut t, vec![task("a"), task("b")]);
     let mut touched = BTreeSet::new();
     t.apply_touching(
-        Command::Assign { worker: w("w01"), max: 1, now_ms: 0, aging_ms: 0 },
+        Command::Assign { worker: w("w01"), max: 1, now_ms: 0, aging_ms: 0, queues: vec![] },
         &mut touched,
     );
     assert_eq!(touched.into_iter().collect::<Vec<_>>(), vec![TaskId(1)]);
@@ -301,7 +313,7 @@ fn push_worker_id_is_held_by_its_live_registration() {
 fn batch_applies_its_commands_in_order_like_separate_entries() {
     let cmds = vec![
         Command::Submit { tasks: vec![task("a"), task("b")], now_ms: 0 },
-        Command::Assign { worker: w("w01"), max: 1, now_ms: 1, aging_ms: 0 },
+        Command::Assign { worker: w("w01"), max: 1, now_ms: 1, aging_ms: 0, queues: vec![] },
         Command::Complete {
             lease: Lease { task: TaskId(1), attempt: Attempt(1) },
             worker: w("w01"),

@@ -3,6 +3,11 @@
 use super::*;
 use taskraft_proto::client::MAX_DELAY_MS;
 
+/// Longest queue name.
+const MAX_QUEUE_NAME_BYTES: usize = 64;
+/// Most queues one worker names.
+const MAX_QUEUES_PER_REQUEST: usize = 32;
+
 impl Api {
     pub(super) fn check_worker(worker: &WorkerId) -> Result<(), WireError> {
         if worker.0.trim().is_empty() {
@@ -59,6 +64,9 @@ impl Api {
                     )));
                 }
             }
+            if let Some(q) = &t.queue {
+                Self::check_queue_name(q, false)?;
+            }
             if t.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
                 return Err(WireError::Invalid(format!(
                     "the key of task #{} is longer than {MAX_KEY_BYTES} bytes",
@@ -67,6 +75,29 @@ impl Api {
             }
         }
         Ok(())
+    }
+
+    /// Queue names: 1 to 64 bytes of letters, digits, `-`, `_`, `.`, or `*`
+    /// (every queue) in a worker's list.
+    pub(super) fn check_queue_name(name: &str, any_allowed: bool) -> Result<(), WireError> {
+        let fine = (1..=MAX_QUEUE_NAME_BYTES).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if fine || (any_allowed && name == taskraft_core::ANY_QUEUE) {
+            return Ok(());
+        }
+        Err(WireError::Invalid(format!(
+            "queue name {name:?}: use 1 to {MAX_QUEUE_NAME_BYTES} letters, digits, '-', '_' or '.'"
+        )))
+    }
+
+    pub(super) fn check_queues(queues: &[String]) -> Result<(), WireError> {
+        if queues.len() > MAX_QUEUES_PER_REQUEST {
+            return Err(WireError::Invalid(format!(
+                "{} queues in one request; at most {MAX_QUEUES_PER_REQUEST}",
+                queues.len()
+            )));
+        }
+        queues.iter().try_for_each(|q| Self::check_queue_name(q, true))
     }
 
     pub(super) fn check_request(max: u32, wait_ms: u64) -> Result<(), WireError> {

@@ -39,6 +39,20 @@ impl Api {
         Ok(outcomes)
     }
 
+    /// Changes a queue's limits: online, replicated, effective at the next lease.
+    pub(crate) async fn set_queue_now(
+        &self,
+        queue: String,
+        change: taskraft_core::QueueChange,
+    ) -> Result<(), WireError> {
+        Self::check_queue_name(&queue, false)?;
+        info!(%queue, ?change, "queue changed");
+        match self.propose(Command::SetQueue { queue, change }).await? {
+            Response::Outcome(Outcome::Accepted) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Proposes `cmd(id)` for every id as one entry; one outcome per id.
     async fn per_task(
         &self,

@@ -244,8 +244,9 @@ impl ClientService for Api {
         worker: WorkerId,
         max: u32,
         wait_ms: u64,
+        queues: Vec<String>,
     ) -> Result<Assignment, WireError> {
-        self.request_tasks(worker, max, wait_ms).await
+        self.request_tasks(worker, max, wait_ms, queues).await
     }
 
     async fn complete(
@@ -264,8 +265,18 @@ impl ClientService for Api {
         worker: WorkerId,
         results: Vec<(Lease, Vec<u8>)>,
         max: u32,
+        queues: Vec<String>,
     ) -> Result<(Vec<Outcome>, Assignment), WireError> {
-        self.complete_and_request_tasks(worker, results, max).await
+        self.complete_and_request_tasks(worker, results, max, queues).await
+    }
+
+    async fn set_queue(
+        self,
+        _: Context,
+        queue: String,
+        change: taskraft_core::QueueChange,
+    ) -> Result<(), WireError> {
+        self.set_queue_now(queue, change).await
     }
 
     async fn fail(

@@ -8,7 +8,10 @@ impl Api {
     pub(crate) async fn cluster_status(&self) -> Result<ClusterStatus, WireError> {
         self.linearizable().await?;
         let m = self.0.raft.metrics().borrow().clone();
-        let counts = self.0.applied.read().expect("applied lock").table.counts();
+        let (counts, queues) = {
+            let a = self.0.applied.read().expect("applied lock");
+            (a.table.counts(), a.table.queues())
+        };
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -47,6 +50,7 @@ impl Api {
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
             workers: self.0.board.status(),
+            queues,
         })
     }
 

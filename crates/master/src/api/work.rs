@@ -27,8 +27,11 @@ impl Api {
         }
     }
 
-    pub(super) fn idle(&self) -> u64 {
-        self.0.applied.read().expect("applied lock").table.counts().idle
+    /// Whether an `Assign` from `queues` would lease anything now: checked
+    /// before proposing one, so that an empty-handed worker writes nothing.
+    pub(super) fn leasable(&self, queues: &[String]) -> bool {
+        let a = self.0.applied.read().expect("applied lock");
+        a.table.leasable(queues, now_ms(), self.0.settings.aging_ms)
     }
 
     /// The long poll: leases up to `max` tasks as soon as one is idle, or
@@ -38,6 +41,7 @@ impl Api {
         worker: &WorkerId,
         max: u32,
         wait_ms: u64,
+        queues: &[String],
     ) -> Result<Assignment, WireError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         let mut applied = self.0.applied_index.clone();
@@ -48,7 +52,7 @@ impl Api {
                 return Err(self.not_leader());
             }
             applied.borrow_and_update();
-            if let Some(answer) = self.try_assign(worker, max).await? {
+            if let Some(answer) = self.try_assign(worker, max, queues).await? {
                 return Ok(answer);
             }
             // Wait for an apply (a submit, a fail, an expiry may make a task
@@ -66,8 +70,9 @@ impl Api {
         &self,
         worker: &WorkerId,
         max: u32,
+        queues: &[String],
     ) -> Result<Option<Assignment>, WireError> {
-        if self.idle() == 0 {
+        if !self.leasable(queues) {
             return Ok(None);
         }
         let cmd = Command::Assign {
@@ -75,6 +80,7 @@ impl Api {
             max,
             now_ms: now_ms(),
             aging_ms: self.0.settings.aging_ms,
+            queues: queues.to_vec(),
         };
         match self.propose(cmd).await? {
             Response::Assigned(tasks) if tasks.is_empty() => Ok(None),
@@ -124,10 +130,12 @@ impl Api {
         worker: WorkerId,
         max: u32,
         wait_ms: u64,
+        queues: Vec<String>,
     ) -> Result<Assignment, WireError> {
         Self::check_worker(&worker)?;
         Self::check_request(max, wait_ms)?;
-        self.poll(&worker, max, wait_ms).await
+        Self::check_queues(&queues)?;
+        self.poll(&worker, max, wait_ms, &queues).await
     }
 
     pub(crate) async fn complete_one(
@@ -147,8 +155,10 @@ impl Api {
         worker: WorkerId,
         results: Vec<(Lease, Vec<u8>)>,
         max: u32,
+        queues: Vec<String>,
     ) -> Result<(Vec<Outcome>, Assignment), WireError> {
         Self::check_worker(&worker)?;
+        Self::check_queues(&queues)?;
         if results.len() > MAX_TASKS_PER_REQUEST as usize {
             return Err(WireError::Invalid(format!(
                 "{} results in one call; at most {MAX_TASKS_PER_REQUEST} are allowed",
@@ -177,13 +187,14 @@ impl Api {
             .collect();
         // One entry: the results are recorded and the next tasks leased in
         // the same commit, in this order.
-        let ask = max > 0 && self.idle() > 0;
+        let ask = max > 0 && self.leasable(&queues);
         if ask {
             cmds.push(Command::Assign {
                 worker: worker.clone(),
                 max,
                 now_ms: now,
                 aging_ms: self.0.settings.aging_ms,
+                queues,
             });
         }
         let response = self.propose(Command::Batch(cmds)).await?;

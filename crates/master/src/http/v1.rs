@@ -85,6 +85,9 @@ struct NewTaskBody {
     /// Longest backoff (absent: the cluster's `retry_max_ms`).
     #[serde(default)]
     retry_max_ms: Option<u64>,
+    /// The queue (absent: `default`).
+    #[serde(default)]
+    queue: Option<String>,
 }
 
 async fn submit(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
@@ -102,6 +105,7 @@ async fn submit(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
             run_at_ms: t.run_at_ms,
             retry_base_ms: t.retry_base_ms,
             retry_max_ms: t.retry_max_ms,
+            queue: t.queue,
         });
     }
     let submitted = h.0.api.submit_tasks(tasks).await.map_err(|e| h.error(e, &uri))?;
@@ -185,6 +189,9 @@ struct LeaseBody {
     max: u32,
     #[serde(default)]
     wait_ms: u64,
+    /// Queues to take from, in order of preference (absent or `*`: any).
+    #[serde(default)]
+    queues: Vec<String>,
 }
 
 fn one_task() -> u32 {
@@ -195,7 +202,7 @@ async fn lease(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
     let body: LeaseBody = h.body(body).await?;
     let assignment =
         h.0.api
-            .request_tasks(WorkerId(body.worker), body.max, body.wait_ms)
+            .request_tasks(WorkerId(body.worker), body.max, body.wait_ms, body.queues)
             .await
             .map_err(|e| h.error(e, &uri))?;
     Ok(Json(match assignment {

@@ -1,7 +1,8 @@
 //! The table's image, as snapshots and backups carry it, and the snapshot
 //! file.
 //!
-//! An image is the bincode encoding of `(next_id, rows, push_workers)`:
+//! An image is the bincode encoding of `(next_id, rows, push_workers,
+//! queue settings)`:
 //! the highest task id ever given out travels with the rows, because purged
 //! tasks leave no row behind and their ids must never be given out again.
 //!
@@ -15,7 +16,9 @@ use std::path::Path;
 
 use openraft::storage::{Snapshot, SnapshotMeta};
 use serde::Deserialize;
-use taskraft_core::{PushWorker, Table, Task};
+use std::collections::BTreeMap;
+
+use taskraft_core::{PushWorker, QueueSettings, Table, Task};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 
 use super::{decode, encode};
@@ -34,12 +37,15 @@ pub struct Image {
     pub tasks: Vec<Task>,
     /// Push worker registrations.
     pub push_workers: Vec<PushWorker>,
+    /// Queue limits.
+    pub queues: BTreeMap<String, QueueSettings>,
 }
 
 impl Image {
     /// The table this image holds.
     pub fn into_table(self) -> Table {
         Table::from_parts(self.next_id, self.tasks, self.push_workers)
+            .with_queue_settings(self.queues)
     }
 }
 
@@ -55,7 +61,7 @@ pub(super) fn encode_image(table: &Table) -> Vec<u8> {
 pub(super) fn write_image(table: &Table, out: impl Write) -> bincode::Result<()> {
     let rows: Vec<&Task> = table.tasks().collect();
     let workers: Vec<&PushWorker> = table.push_workers().collect();
-    bincode::serialize_into(out, &(table.next_id(), rows, workers))
+    bincode::serialize_into(out, &(table.next_id(), rows, workers, table.queue_settings()))
 }
 
 /// Decodes an image. Never panics on malformed input.

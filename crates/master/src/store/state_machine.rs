@@ -11,7 +11,7 @@
 //! never held across an `.await`), where the client API and the leader's
 //! scanner read it. Each apply bumps a watch channel so that long-polls wake.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -22,7 +22,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError,
     StoredMembership,
 };
-use taskraft_core::{PushWorker, Response, Table, Task, TaskId};
+use taskraft_core::{PushWorker, QueueSettings, Response, Table, Task, TaskId};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 
@@ -36,6 +36,7 @@ use crate::metrics::{since, Metrics};
 const LAST_APPLIED: &[u8] = b"m:last_applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
 const PUSH_WORKERS: &[u8] = b"m:push_workers";
+const QUEUES: &[u8] = b"m:queues";
 const NEXT_ID: &[u8] = b"m:next_id";
 const ROW_PREFIX: u8 = b't';
 
@@ -60,6 +61,7 @@ pub(super) fn table_batch(
     batch.insert(LAST_APPLIED, encode(&last_applied));
     batch.insert(MEMBERSHIP, encode(membership));
     batch.insert(PUSH_WORKERS, encode(&table.push_workers().collect::<Vec<_>>()));
+    batch.insert(QUEUES, encode(table.queue_settings()));
     batch.insert(NEXT_ID, encode(&table.next_id()));
 }
 
@@ -112,6 +114,10 @@ impl StateMachine {
             Some(v) => decode(&v).map_err(|e| format!("push workers: {e}"))?,
             None => Vec::new(),
         };
+        let queues: BTreeMap<String, QueueSettings> = match get(QUEUES)? {
+            Some(v) => decode(&v).map_err(|e| format!("queue settings: {e}"))?,
+            None => BTreeMap::new(),
+        };
         let next_id: u64 = match get(NEXT_ID)? {
             Some(v) => decode(&v).map_err(|e| format!("next task id: {e}"))?,
             None => 0,
@@ -122,7 +128,7 @@ impl StateMachine {
                 .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
         }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
-        let table = Table::from_parts(next_id, rows, workers);
+        let table = Table::from_parts(next_id, rows, workers).with_queue_settings(queues);
         let applied = Applied { table, last_applied, membership };
         Ok(StateMachine {
             tree,
@@ -170,6 +176,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = sled::Batch::default();
         let mut responses = Vec::new();
         let mut registry_changed = false;
+        let mut queues_changed = false;
         let index = {
             let mut a = self.applied.write().expect("applied lock");
             let mut touched = BTreeSet::new();
@@ -179,6 +186,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Response::Empty,
                     EntryPayload::Normal(cmd) => {
                         registry_changed |= cmd.touches_registry();
+                        queues_changed |= cmd.touches_queues();
                         let probe = Probe::of(&cmd, &a.table);
                         let response = a.table.apply_touching(cmd, &mut touched);
                         observe(&self.metrics, &probe, &response, &a.table);
@@ -200,6 +208,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.insert(NEXT_ID, encode(&a.table.next_id()));
             if registry_changed {
                 batch.insert(PUSH_WORKERS, encode(&a.table.push_workers().collect::<Vec<_>>()));
+            }
+            if queues_changed {
+                batch.insert(QUEUES, encode(a.table.queue_settings()));
             }
             batch.insert(LAST_APPLIED, encode(&a.last_applied));
             a.last_applied.map_or(0, |l| l.index)

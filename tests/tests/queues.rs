@@ -1,0 +1,75 @@
+//! Named queues on real master processes: a capped queue never has more
+//! tasks in progress than its cap, with many workers and across a leader
+//! SIGKILL; a paused queue gives nothing until resumed; workers take only
+//! from their queues.
+
+use std::time::{Duration, Instant};
+
+use taskraft_core::{NewTask, QueueStatus};
+use taskraft_tests::cluster::FAST;
+use taskraft_tests::ProcCluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
+
+fn queue<'a>(queues: &'a [QueueStatus], name: &str) -> Option<&'a QueueStatus> {
+    queues.iter().find(|q| q.name == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_queue_never_exceeds_its_cap_with_eight_workers_across_a_leader_kill() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    cluster.cli_ok(&["queue", "set", "api", "--max-in-flight", "2"]).await;
+    cluster.cli_ok(&["queue", "pause", "paused"]).await;
+    let n = 24u64;
+    let task = |q: &str, i: u64| NewTask {
+        data: format!("{q}-{i}").into_bytes(),
+        queue: Some(q.into()),
+        ..Default::default()
+    };
+    let mut tasks: Vec<NewTask> = (0..n).map(|i| task("api", i)).collect();
+    tasks.extend((0..3).map(|i| task("paused", i)));
+    tasks.extend((0..3).map(|i| task("elsewhere", i)));
+    client.submit(tasks).await.expect("submit");
+    // Eight worker slots on the capped queue (and the paused one).
+    let args = ["--queues", "api,paused", "--handler", "sleep:150", "--concurrency", "4"];
+    let _w1 = cluster.worker("w1", &[&["--id", "w1"][..], &args].concat());
+    let _w2 = cluster.worker("w2", &[&["--id", "w2"][..], &args].concat());
+
+    let started = Instant::now();
+    let (mut peak, mut killed) = (0, false);
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(90), "the api queue did not drain");
+        let Ok(status) = client.status().await else { continue };
+        let api = queue(&status.queues, "api").expect("the api queue").clone();
+        peak = peak.max(api.counts.in_progress);
+        assert!(api.counts.in_progress <= 2, "{api:?}");
+        if !killed && api.counts.completed >= n / 3 {
+            cluster.kill(leader);
+            killed = true;
+        }
+        if api.counts.completed == n {
+            // The paused queue gave nothing; no worker takes from "elsewhere".
+            let paused = queue(&status.queues, "paused").unwrap();
+            assert_eq!((paused.counts.idle, paused.settings.paused), (3, true), "{paused:?}");
+            assert_eq!(queue(&status.queues, "elsewhere").unwrap().counts.idle, 3);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(killed);
+    assert_eq!(peak, 2, "the cap was reached");
+    // Resumed, the paused queue drains too.
+    cluster.cli_ok(&["queue", "resume", "paused"]).await;
+    taskraft_tests::eventually(Duration::from_secs(30), "the paused queue drained", || {
+        let client = client.clone();
+        async move {
+            let s = client.status().await.ok()?;
+            (queue(&s.queues, "paused")?.counts.completed == 3).then_some(())
+        }
+    })
+    .await;
+    let listed = cluster.cli_ok(&["queue", "list"]).await;
+    assert!(listed.contains("queue api") && listed.contains("(cap 2)"), "{listed}");
+}
