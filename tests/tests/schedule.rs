@@ -27,7 +27,7 @@ async fn a_delayed_task_is_leased_when_due_not_before_across_a_leader_kill() {
         ..Default::default()
     };
     let ids = client
-        .submit(vec![delayed("soon", 1200), delayed("later", 3000), delayed("now", 0)])
+        .submit(vec![delayed("soon", 2500), delayed("later", 4500), delayed("now", 0)])
         .await
         .expect("submit");
     let status = client.status().await.expect("status");
@@ -54,7 +54,7 @@ async fn a_delayed_task_is_leased_when_due_not_before_across_a_leader_kill() {
         let got = got.task;
         assert_eq!(got, want, "due order");
         let start = task.lease_start_ms.expect("leased");
-        let due = task.submitted_ms + if got == ids[0].id { 1200 } else { 3000 };
+        let due = task.submitted_ms + if got == ids[0].id { 2500 } else { 4500 };
         assert!(start >= due, "task {got} leased {} ms before it was due", due - start);
         assert!(start <= due + PROMPT_MS, "task {got} leased {} ms after it was due", start - due);
     }

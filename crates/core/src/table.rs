@@ -12,6 +12,11 @@ use crate::command::{Command, NewTask, Outcome, PushWorker, Response, Submitted}
 use crate::retry::backoff_ms;
 use crate::task::{Attempt, Lease, Status, Task, TaskId, WorkerId};
 
+/// Most scheduled tasks one command makes idle: bounds the work of one
+/// apply (and so the pause it adds to heartbeats) on every replica, when
+/// many tasks fall due at the same moment.
+pub const MAX_WAKE: usize = 2000;
+
 /// The task table. Rows live in `tasks`; everything else is an index derived
 /// from them and rebuilt by [`Table::from_parts`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -471,10 +476,16 @@ impl Table {
         });
     }
 
-    /// Makes every scheduled task due at `now_ms` idle; returns how many.
+    /// Makes the scheduled tasks due at `now_ms` idle, earliest first, at
+    /// most [`MAX_WAKE`] (the waker proposes again while more are due);
+    /// returns how many.
     fn wake(&mut self, now_ms: u64, touched: &mut BTreeSet<TaskId>) -> u64 {
-        let due: Vec<TaskId> =
-            self.scheduled.range(..=(now_ms, TaskId(u64::MAX))).map(|(_, id)| *id).collect();
+        let due: Vec<TaskId> = self
+            .scheduled
+            .range(..=(now_ms, TaskId(u64::MAX)))
+            .take(MAX_WAKE)
+            .map(|(_, id)| *id)
+            .collect();
         for id in &due {
             self.update(*id, touched, |t| {
                 t.status = Status::Idle;

@@ -304,7 +304,9 @@ proptest! {
                 (Response::Outcome(o), Some(e)) => {
                     prop_assert_eq!(*o, e);
                     // Cancelled ends a task cancelled while in progress; every other refusal changes nothing.
-                    if !matches!(*o, Outcome::Accepted | Outcome::Cancelled) {
+                    let was_cancelled = matches!(&cmd, Command::Complete { lease, .. } | Command::Fail { lease, .. } | Command::Extend { lease, .. }
+                        if before.get(lease.task).is_some_and(|t| t.status == Status::Cancelled));
+                    if !matches!(*o, Outcome::Accepted | Outcome::Cancelled) || was_cancelled {
                         prop_assert_eq!(&table, &before, "a refused lease changed the table");
                     }
                 }

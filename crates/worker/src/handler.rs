@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use taskraft_core::TaskId;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Processes one task: `Ok(result)` or `Err(message)` (reported as a failure).
 pub type Handler =
@@ -52,25 +52,36 @@ pub fn exec_with_grace(command: String, grace: Duration) -> Handler {
     })
 }
 
-/// Signals a command's process group when the handler is dropped before
-/// the command ended: SIGTERM now, SIGKILL after the grace period.
-struct StopOnDrop {
-    group: Option<i32>,
+/// A running command. Dropped before the command ended (its task was
+/// cancelled, or the worker dropped the handler), it stops the command's
+/// process group: SIGTERM now, SIGKILL after the grace period. The child is
+/// reaped only after that, so its process group id cannot be reused by an
+/// unrelated process meanwhile.
+struct Running {
+    child: Option<tokio::process::Child>,
     grace: Duration,
+    /// The stdin feeder and the output readers.
+    io: Vec<tokio::task::AbortHandle>,
 }
 
-impl Drop for StopOnDrop {
+impl Drop for Running {
     fn drop(&mut self) {
-        let Some(group) = self.group.take() else { return };
+        self.io.iter().for_each(tokio::task::AbortHandle::abort);
+        let Some(mut child) = self.child.take() else { return };
+        let Some(group) = child.id().map(|pid| pid as i32) else { return };
         // SAFETY: kill(2) with a negative pid signals a process group; it
         // touches no memory of ours.
         unsafe { libc::kill(-group, libc::SIGTERM) };
         let grace = self.grace;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                tokio::time::sleep(grace).await;
+                let ended = tokio::time::timeout(grace, child.wait()).await.is_ok();
+                // What is left of the group (everything, if SIGTERM was ignored).
                 // SAFETY: as above.
                 unsafe { libc::kill(-group, libc::SIGKILL) };
+                if !ended {
+                    let _ = child.wait().await;
+                }
             });
         }
     }
@@ -85,24 +96,45 @@ async fn run(command: &str, id: TaskId, data: &[u8], grace: Duration) -> Result<
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
+        // Should the runtime stop before the grace period ends, the
+        // command still does not outlive the worker.
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    let mut stop = StopOnDrop { group: child.id().map(|pid| pid as i32), grace };
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let (mut stdin, mut stdout, mut stderr) = (
+        child.stdin.take().expect("stdin is piped"),
+        child.stdout.take().expect("stdout is piped"),
+        child.stderr.take().expect("stderr is piped"),
+    );
     let input = data.to_vec();
-    // Feed stdin concurrently: a command that writes a lot before reading
-    // would otherwise deadlock against us.
+    // Feed stdin and drain the outputs concurrently: a command that writes
+    // a lot before reading would otherwise deadlock against us.
     let feeder = tokio::spawn(async move {
         let _ = stdin.write_all(&input).await;
     });
-    let out = child.wait_with_output().await.map_err(|e| format!("{command:?}: {e}"))?;
-    stop.group = None; // it ended by itself
+    let out = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf).await;
+        buf
+    });
+    let err = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        buf
+    });
+    let io = vec![feeder.abort_handle(), out.abort_handle(), err.abort_handle()];
+    let mut running = Running { child: Some(child), grace, io };
+    let waited = running.child.as_mut().expect("the child runs").wait().await;
+    running.child = None; // it ended by itself: nothing to stop
+    let status = waited.map_err(|e| format!("{command:?}: {e}"))?;
+    let stdout = out.await.unwrap_or_default();
+    let stderr = err.await.unwrap_or_default();
     let _ = feeder.await;
-    if out.status.success() {
-        Ok(out.stdout)
+    if status.success() {
+        Ok(stdout)
     } else {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(format!("{command:?} exited with {}: {stderr}", out.status))
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        Err(format!("{command:?} exited with {status}: {stderr}"))
     }
 }
 

@@ -141,3 +141,14 @@ fn a_low_priority_task_waiting_past_the_aging_limit_goes_first() {
     t.apply(Command::Submit { tasks: vec![urgent], now_ms: 1000 });
     assert_eq!(assign_at(&mut t, 1000), TaskId(1));
 }
+
+#[test]
+fn one_wake_makes_a_bounded_number_of_tasks_idle() {
+    let mut t = Table::default();
+    let n = MAX_WAKE + 500;
+    submit(&mut t, (0..n).map(|_| NewTask { delay_ms: 100, ..task("x") }).collect());
+    assert_eq!(t.apply(Command::Wake { now_ms: 100 }), Response::Woken(MAX_WAKE as u64));
+    assert_eq!(t.next_due_ms(), Some(100), "more are due: the waker proposes again");
+    assert_eq!(t.apply(Command::Wake { now_ms: 100 }), Response::Woken(500));
+    assert_eq!(t.counts().idle, n as u64);
+}

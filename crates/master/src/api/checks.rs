@@ -7,6 +7,8 @@ use taskraft_proto::client::MAX_DELAY_MS;
 const MAX_QUEUE_NAME_BYTES: usize = 64;
 /// Most queues one worker names.
 const MAX_QUEUES_PER_REQUEST: usize = 32;
+/// Most attempts a task may be given (at submit, or by a retry).
+pub(super) const MAX_ATTEMPTS: u32 = 10_000;
 
 impl Api {
     pub(super) fn check_worker(worker: &WorkerId) -> Result<(), WireError> {
@@ -63,6 +65,13 @@ impl Api {
                         i + 1
                     )));
                 }
+            }
+            if t.max_attempts > MAX_ATTEMPTS {
+                return Err(WireError::Invalid(format!(
+                    "task #{}: {} attempts; at most {MAX_ATTEMPTS}",
+                    i + 1,
+                    t.max_attempts
+                )));
             }
             if let Some(q) = &t.queue {
                 Self::check_queue_name(q, false)?;

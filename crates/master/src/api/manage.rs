@@ -25,6 +25,12 @@ impl Api {
         ids: Vec<TaskId>,
         max_attempts: u32,
     ) -> Result<Vec<Outcome>, WireError> {
+        if max_attempts > checks::MAX_ATTEMPTS {
+            return Err(WireError::Invalid(format!(
+                "{max_attempts} attempts; at most {}",
+                checks::MAX_ATTEMPTS
+            )));
+        }
         let budget = if max_attempts == 0 { self.0.settings.max_attempts } else { max_attempts };
         let now = now_ms();
         let outcomes = self

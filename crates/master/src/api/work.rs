@@ -117,7 +117,12 @@ impl Api {
             }
             // A task's own base alone may exceed the cluster's cap: the cap grows to it.
             let base = *t.retry_base_ms.get_or_insert(s.retry_base_ms);
-            t.retry_max_ms.get_or_insert(s.retry_max_ms.max(base));
+            let max = *t.retry_max_ms.get_or_insert(s.retry_max_ms.max(base));
+            if base > max {
+                return Err(WireError::Invalid(format!(
+                    "a retry base of {base} ms above the retry max of {max} ms"
+                )));
+            }
         }
         match self.propose(Command::Submit { tasks, now_ms: now_ms() }).await? {
             Response::Submitted(s) => Ok(s),

@@ -104,8 +104,11 @@ fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
             }
         }
         None => {
-            meta.insert("cluster_name", cluster_name.as_bytes()).map_err(sled_err)?;
-            meta.insert("format", &FORMAT.to_be_bytes()).map_err(sled_err)?;
+            // One batch: a crash cannot leave a name without a format.
+            let mut first = sled::Batch::default();
+            first.insert("cluster_name", cluster_name.as_bytes());
+            first.insert("format", &FORMAT.to_be_bytes());
+            meta.apply_batch(first).map_err(sled_err)?;
             db.flush().map_err(sled_err)?;
         }
     }
