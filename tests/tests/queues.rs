@@ -73,3 +73,23 @@ async fn a_capped_queue_never_exceeds_its_cap_with_eight_workers_across_a_leader
     let listed = cluster.cli_ok(&["queue", "list"]).await;
     assert!(listed.contains("queue api") && listed.contains("(cap 2)"), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_by_key_or_by_queue() {
+    let cluster = ProcCluster::start(BIN, 3, FAST);
+    cluster.leader().await;
+    cluster.cli_ok(&["submit", "--queue", "mail", "m1", "m2", "m3"]).await;
+    cluster.cli_ok(&["submit", "--key", "report-7", "the report"]).await;
+    cluster.cli_ok(&["submit", "--queue", "video", "v1"]).await;
+    let out = cluster.cli_ok(&["cancel", "--queue", "mail", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["cancelled"], serde_json::json!([1, 2, 3]), "{out}");
+    let out = cluster.cli_ok(&["cancel", "--key", "report-7"]).await;
+    assert!(out.contains("4 cancelled"), "{out}");
+    let missing = cluster.cli(&["cancel", "--key", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let status = cluster.client().status().await.unwrap();
+    assert_eq!(queue(&status.queues, "mail").unwrap().counts.cancelled, 3);
+    assert_eq!(queue(&status.queues, "video").unwrap().counts.idle, 1, "other queues untouched");
+    assert_eq!(status.counts.cancelled, 4);
+}

@@ -272,8 +272,14 @@ pub struct CancelArgs {
     #[command(flatten)]
     pub read: ReadArgs,
     /// The task ids (exit 1 if one does not exist).
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["key", "queue"], conflicts_with_all = ["key", "queue"])]
     pub ids: Vec<u64>,
+    /// Cancel the task submitted with this idempotency key.
+    #[arg(long, conflicts_with = "queue")]
+    pub key: Option<String>,
+    /// Cancel every task of this queue that has not finished.
+    #[arg(long)]
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -393,6 +393,20 @@ impl Client {
         })
     }
 
+    /// Cancels the task with idempotency `key`, or up to 10,000 unfinished
+    /// tasks of `queue` (call again while it returns that many).
+    pub async fn cancel_where(
+        &self,
+        key: Option<String>,
+        queue: Option<String>,
+    ) -> Result<Vec<(TaskId, Outcome)>> {
+        self.call(Duration::ZERO, true, |c, ctx| {
+            let (key, queue) = (key.clone(), queue.clone());
+            async move { c.cancel_where(ctx, key, queue).await }
+        })
+        .await
+    }
+
     /// Changes a queue's limits (online; replicated). Retrying is safe.
     pub async fn set_queue(&self, queue: &str, change: taskraft_core::QueueChange) -> Result<()> {
         self.call(Duration::ZERO, true, |c, ctx| {

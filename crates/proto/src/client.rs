@@ -223,6 +223,13 @@ pub trait ClientService {
     /// `Accepted`, `Duplicate` (already being cancelled), `Stale` (already
     /// finished) or `NotFound`.
     async fn cancel(ids: Vec<TaskId>) -> Result<Vec<Outcome>, WireError>;
+    /// Cancels the task with idempotency key `key`, or up to 10,000 tasks of
+    /// `queue` not yet finished nor being cancelled (call again while it
+    /// returns that many): exactly one of the two. The ids and outcomes.
+    async fn cancel_where(
+        key: Option<String>,
+        queue: Option<String>,
+    ) -> Result<Vec<(TaskId, Outcome)>, WireError>;
     /// Gives up to 10,000 dead or cancelled tasks a fresh budget of
     /// `max_attempts` attempts (0: the cluster's): they are idle again. One
     /// outcome per id: `Accepted`, `Stale` (not dead nor cancelled) or `NotFound`.

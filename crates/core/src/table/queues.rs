@@ -168,6 +168,22 @@ impl Table {
             .collect()
     }
 
+    /// Up to `max` tasks of `queue` that a cancel would still change (not
+    /// finished, not already being cancelled), in id order.
+    pub fn cancellable_in(&self, queue: &str, max: usize) -> Vec<TaskId> {
+        self.tasks
+            .values()
+            .filter(|t| t.queue == queue && !t.finished() && !t.cancelling)
+            .take(max)
+            .map(|t| t.id)
+            .collect()
+    }
+
+    /// The task submitted with idempotency key `key`, if any.
+    pub fn by_key(&self, key: &str) -> Option<TaskId> {
+        self.keys.get(key).copied()
+    }
+
     /// The replicated queue settings (stored and snapshotted with the rows).
     pub fn queue_settings(&self) -> &BTreeMap<String, QueueSettings> {
         &self.queue_settings

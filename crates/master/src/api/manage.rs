@@ -17,6 +17,35 @@ impl Api {
         Ok(outcomes)
     }
 
+    /// Cancels the task with `key`, or up to [`MAX_TASKS_PER_SUBMIT`] tasks
+    /// of `queue` that are not finished nor being cancelled.
+    pub(crate) async fn cancel_where_now(
+        &self,
+        key: Option<String>,
+        queue: Option<String>,
+    ) -> Result<Vec<(TaskId, Outcome)>, WireError> {
+        if key.is_some() == queue.is_some() {
+            return Err(WireError::Invalid("name a key or a queue (one of the two)".into()));
+        }
+        if let Some(q) = &queue {
+            Self::check_queue_name(q, false)?;
+        }
+        self.linearizable().await?;
+        let ids: Vec<TaskId> = {
+            let a = self.0.applied.read().expect("applied lock");
+            match (&key, &queue) {
+                (Some(k), _) => a.table.by_key(k).into_iter().collect(),
+                (_, Some(q)) => a.table.cancellable_in(q, MAX_TASKS_PER_SUBMIT),
+                _ => Vec::new(),
+            }
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes = self.cancel_tasks(ids.clone()).await?;
+        Ok(ids.into_iter().zip(outcomes).collect())
+    }
+
     /// Gives dead or cancelled tasks a fresh budget of `max_attempts`
     /// attempts (0: the cluster's): `Accepted`, `Stale` (neither dead nor
     /// cancelled) or `NotFound`.

@@ -338,6 +338,15 @@ impl ClientService for Api {
         self.cancel_tasks(ids).await
     }
 
+    async fn cancel_where(
+        self,
+        _: Context,
+        key: Option<String>,
+        queue: Option<String>,
+    ) -> Result<Vec<(TaskId, Outcome)>, WireError> {
+        self.cancel_where_now(key, queue).await
+    }
+
     async fn retry(
         self,
         _: Context,

@@ -154,11 +154,28 @@ async fn one(State(h): State<Http>, uri: Uri, id: Result<Path<u64>, PathRejectio
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
+    #[serde(default)]
     ids: Vec<u64>,
+    /// Instead of ids: the task with this idempotency key ...
+    #[serde(default)]
+    key: Option<String>,
+    /// ... or up to 10,000 unfinished tasks of this queue.
+    #[serde(default)]
+    queue: Option<String>,
 }
 
 async fn cancel(State(h): State<Http>, uri: Uri, body: Body) -> Answer {
     let body: CancelBody = h.body(body).await?;
+    if body.key.is_some() || body.queue.is_some() {
+        if !body.ids.is_empty() {
+            return Err(ApiError::invalid("give ids, a key or a queue, not several"));
+        }
+        let found =
+            h.0.api.cancel_where_now(body.key, body.queue).await.map_err(|e| h.error(e, &uri))?;
+        let (ids, outcomes): (Vec<u64>, Vec<_>) =
+            found.into_iter().map(|(id, o)| (id.0, o)).unzip();
+        return Ok(Json(shapes::cancel_json(&ids, &outcomes)));
+    }
     let ids: Vec<TaskId> = body.ids.iter().map(|i| TaskId(*i)).collect();
     let outcomes = h.0.api.cancel_tasks(ids).await.map_err(|e| h.error(e, &uri))?;
     Ok(Json(shapes::cancel_json(&body.ids, &outcomes)))
