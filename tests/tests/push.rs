@@ -233,3 +233,59 @@ async fn bad_registrations_and_a_garbage_worker_are_refused_and_nothing_is_lost(
     drop(good);
     cluster.shutdown().await;
 }
+
+/// Sets its flag when dropped: shows that a handler future was dropped.
+struct DroppedFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DroppedFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_pushed_task_stops_the_workers_handler_and_ends_it_cancelled() {
+    let cluster = TestCluster::start_with(
+        3,
+        &FAST.replace("lease_timeout_ms = 1500", "lease_timeout_ms = 60000"),
+    )
+    .await;
+    cluster.leader().await;
+    let client = cluster.client();
+    let (started, dropped) = (
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let (s, d) = (started.clone(), dropped.clone());
+    let forever: Handler = Arc::new(move |_, _| {
+        let (s, guard) = (s.clone(), DroppedFlag(d.clone()));
+        Box::pin(async move {
+            let _guard = guard;
+            s.store(true, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            Ok(b"never".to_vec())
+        })
+    });
+    let _worker = PushWorker::start(client.clone(), "p1", 1, forever).await;
+    submit(&client, &["long".to_string()]).await;
+    eventually(Duration::from_secs(20), "the task running on the push worker", || {
+        let started = started.clone();
+        async move { started.load(std::sync::atomic::Ordering::SeqCst).then_some(()) }
+    })
+    .await;
+    let id = taskraft_core::TaskId(1);
+    assert_eq!(client.cancel(vec![id]).await.unwrap(), vec![taskraft_core::Outcome::Accepted]);
+    // The leader tells the worker (the lease is a minute long: no expiry here).
+    let task = eventually(Duration::from_secs(10), "the task cancelled", || {
+        let client = client.clone();
+        async move { client.task(id).await.ok().filter(|t| t.status == Status::Cancelled) }
+    })
+    .await;
+    assert_eq!(task.result, None);
+    eventually(Duration::from_secs(10), "the handler dropped", || {
+        let dropped = dropped.clone();
+        async move { dropped.load(std::sync::atomic::Ordering::SeqCst).then_some(()) }
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -276,7 +276,19 @@ impl Dispatcher {
         let mut ctx = context::current();
         ctx.deadline = Instant::now() + Duration::from_millis(self.settings.lease_timeout_ms);
         let limit = self.settings.max_payload_bytes;
-        let cmd = match client.do_task(ctx, lease, data).await {
+        let answer = tokio::select! {
+            a = client.do_task(ctx, lease, data) => a,
+            () = self.cancelled(lease) => {
+                // Tell the worker, best effort; the Fail below is answered
+                // Cancelled and ends the task cancelled either way.
+                let mut ctx = context::current();
+                ctx.deadline = Instant::now() + PROBE_TIMEOUT;
+                let stopped = client.cancel(ctx, lease).await.unwrap_or(false);
+                info!(%lease, worker = %id, stopped, "push task cancelled; worker told");
+                Ok(Err("cancelled".to_string()))
+            }
+        };
+        let cmd = match answer {
             Ok(Ok(result)) if result.len() as u64 <= limit => {
                 Command::Complete { lease, worker: id.clone(), result, now_ms: now_ms() }
             }
@@ -309,6 +321,23 @@ impl Dispatcher {
         }
         self.board.with(&id, |s| s.in_flight = s.in_flight.saturating_sub(1));
         let _ = done.send(());
+    }
+
+    /// Resolves once the task of `lease` is being cancelled (never, if it is not).
+    async fn cancelled(&self, lease: Lease) {
+        let mut applied = self.applied_index.clone();
+        loop {
+            let cancelling = {
+                let a = self.applied.read().expect("applied lock");
+                a.table.get(lease.task).is_some_and(|t| t.cancelling && t.lease() == Some(lease))
+            };
+            if cancelling {
+                return;
+            }
+            if applied.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Checks an unhealthy worker; healthy again when it answers with its id.

@@ -13,4 +13,7 @@ pub trait WorkerService {
     async fn do_task(lease: Lease, data: Vec<u8>) -> Result<Vec<u8>, String>;
     /// Says who serves here, for registration checks and health probes.
     async fn ping() -> WorkerId;
+    /// The task of `lease` was cancelled: stop its handler. Best effort,
+    /// and only for that exact lease. True if it was running here.
+    async fn cancel(lease: Lease) -> bool;
 }

@@ -5,7 +5,8 @@
 //! interval the leader asks for, following leader changes through the
 //! client library. On `stop` it deregisters and closes its port.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -29,17 +30,47 @@ struct PushService {
     id: WorkerId,
     handler: Handler,
     permits: Arc<Semaphore>,
+    /// The leases being processed, each with the token that stops it.
+    running: Arc<Mutex<BTreeMap<Lease, CancellationToken>>>,
+}
+
+impl PushService {
+    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<Lease, CancellationToken>> {
+        // Never held across an await; a poisoned map is still a valid map.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl WorkerService for PushService {
     async fn do_task(self, _: Context, lease: Lease, data: Vec<u8>) -> Result<Vec<u8>, String> {
         let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
         info!(worker = %self.id, %lease, "processing (push)");
-        (self.handler)(lease.task, data).await
+        let stop = CancellationToken::new();
+        self.running().insert(lease, stop.clone());
+        let result = tokio::select! {
+            r = (self.handler)(lease.task, data) => r,
+            // Dropping the handler stops it (an --exec command gets SIGTERM).
+            _ = stop.cancelled() => {
+                info!(worker = %self.id, %lease, "task cancelled; handler stopped");
+                Err("cancelled".to_string())
+            }
+        };
+        self.running().remove(&lease);
+        result
     }
 
     async fn ping(self, _: Context) -> WorkerId {
         self.id
+    }
+
+    async fn cancel(self, _: Context, lease: Lease) -> bool {
+        match self.running().get(&lease) {
+            Some(stop) => {
+                stop.cancel();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -70,6 +101,7 @@ pub async fn serve(
         id: id.clone(),
         handler,
         permits: Arc::new(Semaphore::new(capacity as usize)),
+        running: Arc::default(),
     };
     let incoming = transport::incoming::<
         tarpc::ClientMessage<WorkerServiceRequest>,
