@@ -325,6 +325,8 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
     // Three nodes: the leader exports the per-follower lag too.
     let cluster = TestCluster::start_with(3, &long_leases()).await;
     let leader = cluster.http(cluster.leader().await);
+    // One task, so that the per-queue gauges have something to show.
+    submit(&leader, None, json!([{ "data": "x", "queue": "mail" }])).await;
     let text = eventually(Duration::from_secs(10), "follower lag exported", || {
         let leader = leader.clone();
         async move {

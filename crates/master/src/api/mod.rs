@@ -193,9 +193,10 @@ impl Api {
         self.0.token.clone()
     }
 
-    /// Tasks by status in this node's table (not linearizable).
-    pub(crate) fn local_counts(&self) -> taskraft_core::Counts {
-        self.0.applied.read().expect("applied lock").table.counts()
+    /// Tasks by status, in all and per queue, in this node's table (not linearizable).
+    pub(crate) fn local_counts(&self) -> (taskraft_core::Counts, Vec<taskraft_core::QueueStatus>) {
+        let a = self.0.applied.read().expect("applied lock");
+        (a.table.counts(), a.table.queues())
     }
 
     /// Who holds leases in this node's table, busiest first.

@@ -48,6 +48,7 @@ async fn readyz(State(h): State<Http>) -> impl IntoResponse {
 }
 
 async fn metrics(State(h): State<Http>) -> impl IntoResponse {
-    let text = h.0.metrics.render(h.0.api.raft(), h.0.api.local_counts());
+    let (counts, queues) = h.0.api.local_counts();
+    let text = h.0.metrics.render(h.0.api.raft(), counts, &queues);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }

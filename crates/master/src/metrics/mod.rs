@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use taskraft_core::Counts;
+use taskraft_core::{Counts, QueueStatus};
 use taskraft_proto::NodeId;
 
 use crate::Raft;
@@ -39,6 +39,13 @@ pub struct StatusLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     kind: &'static str,
+}
+
+/// A queue and a status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    queue: String,
+    status: &'static str,
 }
 
 /// A `follower` label (a node id).
@@ -81,6 +88,7 @@ pub struct Metrics {
     /// The commit index this node last learned (saved by Raft).
     pub committed_index: Gauge,
     tasks: Family<StatusLabel, Gauge>,
+    queue_tasks: Family<QueueLabel, Gauge>,
     term: Gauge,
     is_leader: Gauge,
     applied_index: Gauge,
@@ -188,6 +196,8 @@ impl Metrics {
         );
         let tasks = Family::<StatusLabel, Gauge>::default();
         r.register("tasks", "Tasks in the table by status.", tasks.clone());
+        let queue_tasks = Family::<QueueLabel, Gauge>::default();
+        r.register("queue_tasks", "Tasks of each queue by status.", queue_tasks.clone());
         let term = gauge(&mut r, "raft_term", "This node's current Raft term.");
         let is_leader = gauge(&mut r, "raft_is_leader", "1 on the leader, 0 elsewhere.");
         let applied_index =
@@ -224,6 +234,7 @@ impl Metrics {
             leader_changes,
             committed_index,
             tasks,
+            queue_tasks,
             term,
             is_leader,
             applied_index,
@@ -238,16 +249,16 @@ impl Metrics {
     }
 
     /// Reads the gauges from Raft and the table, then encodes everything.
-    pub fn render(&self, raft: &Raft, counts: Counts) -> String {
-        for (status, n) in [
-            ("idle", counts.idle),
-            ("in_progress", counts.in_progress),
-            ("completed", counts.completed),
-            ("dead", counts.dead),
-            ("scheduled", counts.scheduled),
-            ("cancelled", counts.cancelled),
-        ] {
+    pub fn render(&self, raft: &Raft, counts: Counts, queues: &[QueueStatus]) -> String {
+        for (status, n) in by_status(&counts) {
             self.tasks.get_or_create(&StatusLabel { status }).set(n as i64);
+        }
+        self.queue_tasks.clear();
+        for q in queues {
+            for (status, n) in by_status(&q.counts) {
+                let label = QueueLabel { queue: q.name.clone(), status };
+                self.queue_tasks.get_or_create(&label).set(n as i64);
+            }
         }
         let m = raft.metrics().borrow().clone();
         self.term.set(m.current_term as i64);
@@ -270,6 +281,17 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+fn by_status(c: &Counts) -> [(&'static str, u64); 6] {
+    [
+        ("idle", c.idle),
+        ("scheduled", c.scheduled),
+        ("in_progress", c.in_progress),
+        ("completed", c.completed),
+        ("dead", c.dead),
+        ("cancelled", c.cancelled),
+    ]
 }
 
 /// Seconds between two instants, for histograms.
