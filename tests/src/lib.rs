@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod history;
 pub mod http;
 pub mod process;
 pub mod proxy;
