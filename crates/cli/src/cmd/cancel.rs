@@ -3,6 +3,7 @@
 //! extension (its result, if it still sends one, is not recorded).
 
 use taskraft_core::{Outcome, TaskId};
+use taskraft_proto::client::MAX_TASKS_PER_SUBMIT;
 
 use crate::args::CancelArgs;
 use crate::Failure;
@@ -14,7 +15,7 @@ pub async fn run(mut args: CancelArgs) -> Result<(), Failure> {
         let (mut ids, mut outcomes) = (Vec::new(), Vec::new());
         loop {
             let round = client.cancel_where(args.key.clone(), args.queue.clone()).await?;
-            let last = args.key.is_some() || round.len() < 10_000;
+            let last = args.key.is_some() || round.len() < MAX_TASKS_PER_SUBMIT;
             for (id, outcome) in round {
                 ids.push(id.0);
                 outcomes.push(outcome);
