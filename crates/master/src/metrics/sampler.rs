@@ -1,4 +1,4 @@
-//! The per-node sampler: counts leader changes (looking every 50 ms), and
+//! The per-node sampler: counts leader changes as Raft reports them, and
 //! keeps the completions of the last minutes, one sample a second, for the
 //! console's throughput chart.
 
@@ -12,9 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
 use crate::{now_ms, Raft};
-
-/// How often the sampler looks for a new leadership.
-const LEADER_LOOK: Duration = Duration::from_millis(50);
 
 /// Samples kept: ten minutes at one a second.
 pub const SAMPLES: usize = 600;
@@ -48,18 +45,17 @@ impl Throughput {
 /// Starts the sampler of one node; it ends at `shutdown`.
 pub fn spawn(raft: Raft, metrics: Arc<Metrics>, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let watch = raft.metrics();
+        let mut watch = raft.metrics();
         let mut leader_term = None;
-        let mut sample = tokio::time::interval(Duration::from_secs(1));
-        // Raft's metrics change with every append and apply; looking at them
-        // on a short tick instead of on every change keeps the sampler off
-        // the write path (a leadership shorter than a tick goes uncounted).
-        let mut look = tokio::time::interval(LEADER_LOOK);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = sample.tick() => metrics.throughput.push(now_ms(), metrics.completed.get()),
-                _ = look.tick() => {
+                _ = tick.tick() => metrics.throughput.push(now_ms(), metrics.completed.get()),
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
                     // One leadership is one term with a known leader.
                     let (known, term) = {
                         let m = watch.borrow();
