@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use openraft::{Entry, EntryPayload, LogId, Membership, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,9 @@ use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 
 use super::snapshot::{decode_image, write_image};
 use super::state_machine::table_batch;
-use super::{decode, encode, open_db, OpenError};
+use super::wal::{Op, Wal, WalError};
+use super::{decode, encode, open_db, OpenError, WAL_DIR};
+use crate::metrics::Metrics;
 
 const MAGIC: &[u8; 8] = b"TRBACKUP";
 /// 2: task rows gained scheduling, retry, cancel and aging fields.
@@ -169,10 +172,12 @@ pub fn seed(
         let shown = dir.display().to_string();
         let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
         let db = open_db(dir, cluster_name)?;
-        db.open_tree("log")
-            .map_err(sled_err)?
-            .insert(0u64.to_be_bytes(), encode(&entry))
-            .map_err(sled_err)?;
+        let log = |source| OpenError::Log { dir: shown.clone(), source };
+        let wal = Wal::open(&dir.join(WAL_DIR), Arc::new(Metrics::new(0))).map_err(log)?;
+        let written = wal.write_blocking(Op::Entries(vec![Arc::new(entry.clone())]));
+        written.map_err(|e| {
+            log(WalError::Io { path: dir.join(WAL_DIR).display().to_string(), source: e })
+        })?;
         let mut batch = sled::Batch::default();
         table_batch(&mut batch, table, Some(first), &stored);
         db.open_tree("table").map_err(sled_err)?.apply_batch(batch).map_err(sled_err)?;

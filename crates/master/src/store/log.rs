@@ -1,85 +1,48 @@
-//! [`LogStore`]: openraft's `RaftLogStorage` on the `log` and `meta` trees.
+//! [`LogStore`]: openraft's `RaftLogStorage` on the node's [`Wal`].
 //!
-//! Every write is flushed before it is reported done; in particular `append`
-//! calls `log_io_completed` only after the fsync, so an entry acknowledged to
-//! the leader survives a crash of this node.
+//! `append` makes the entries readable at once and hands them to the log's
+//! writer thread; openraft's callback fires from that thread after the
+//! fsync, so an entry this node acknowledges survives its crash. The vote,
+//! truncations and purges are waited for; the committed id is a hint that
+//! rides with the next fsync.
 
 use std::fmt::Debug;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::sync::Arc;
-use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use taskraft_proto::{NodeId, TypeConfig};
 
-use super::{decode, encode};
-use crate::metrics::{since, Metrics};
+use super::wal::{Done, Op, Wal};
+use crate::metrics::Metrics;
 
-/// The Raft log and vote of one node. Cheap to clone: clones share the trees.
+/// The Raft log and vote of one node. Cheap to clone: clones share the log.
 #[derive(Clone)]
 pub struct LogStore {
-    log: sled::Tree,
-    meta: sled::Tree,
+    wal: Arc<Wal>,
     metrics: Arc<Metrics>,
 }
 
-fn key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
+fn write_err(e: std::io::Error) -> StorageError<NodeId> {
+    StorageIOError::write_logs(&e).into()
 }
 
 impl LogStore {
-    pub(super) fn new(log: sled::Tree, meta: sled::Tree, metrics: Arc<Metrics>) -> LogStore {
-        LogStore { log, meta, metrics }
+    pub(super) fn new(wal: Wal, metrics: Arc<Metrics>) -> LogStore {
+        LogStore { wal: Arc::new(wal), metrics }
     }
 
     /// Whether this node has never voted, nor held a log entry: a data dir
     /// that was just created (or wiped). Such a node must find out from its
     /// peers whether a cluster exists before it takes part in one.
     pub fn is_blank(&self) -> bool {
-        let never_voted = matches!(self.meta.get("vote"), Ok(None));
-        let no_log = self.log.is_empty() && matches!(self.meta.get("last_purged"), Ok(None));
-        never_voted && no_log
+        self.wal.is_blank()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Option<T>, StorageError<NodeId>> {
-        let Some(bytes) = self.meta.get(name).map_err(|e| StorageIOError::read(&e))? else {
-            return Ok(None);
-        };
-        decode(&bytes).map(Some).map_err(|e| StorageIOError::read(&e).into())
-    }
-
-    async fn put_meta<T: serde::Serialize>(
-        &self,
-        name: &str,
-        value: &T,
-    ) -> Result<(), StorageError<NodeId>> {
-        self.meta.insert(name, encode(value)).map_err(|e| StorageIOError::write(&e))?;
-        self.meta.flush_async().await.map_err(|e| StorageIOError::write(&e))?;
-        Ok(())
-    }
-
-    fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let Some((_, bytes)) = self.log.last().map_err(|e| StorageIOError::read_logs(&e))? else {
-            return Ok(None);
-        };
-        let entry: Entry<TypeConfig> = decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
-        Ok(Some(entry.log_id))
-    }
-
-    /// Removes the entries with index in `range`, then flushes.
-    async fn remove(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageError<NodeId>> {
-        let mut batch = sled::Batch::default();
-        for kv in self.log.range(range) {
-            let (k, _) = kv.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
-        }
-        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        self.log.flush_async().await.map_err(|e| StorageIOError::write_logs(&e))?;
-        Ok(())
+    /// How many segment files the log has, and their bytes.
+    pub fn disk_usage(&self) -> (usize, u64) {
+        self.wal.disk_usage()
     }
 }
 
@@ -88,21 +51,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let start = match range.start_bound() {
-            Bound::Included(i) => *i,
-            Bound::Excluded(i) => i.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
-        let mut entries = Vec::new();
-        for kv in self.log.range(key(start)..) {
-            let (k, v) = kv.map_err(|e| StorageIOError::read_logs(&e))?;
-            let index = u64::from_be_bytes(k.as_ref().try_into().expect("log keys are 8 bytes"));
-            if !range.contains(&index) {
-                break;
-            }
-            entries.push(decode(&v).map_err(|e| StorageIOError::read_logs(&e))?);
-        }
-        Ok(entries)
+        self.wal.read(range).map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -110,9 +59,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let last_purged: Option<LogId<NodeId>> = self.get_meta("last_purged")?;
-        let last = self.last_entry_id()?.or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        let (last, purged) = self.wal.log_state();
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -120,28 +68,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.put_meta("vote", vote).await
+        self.wal.write(Op::Vote(*vote)).await.map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.get_meta("vote")
+        Ok(self.wal.vote())
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        // Not flushed on its own: the committed id is a hint that lets a
-        // restarted node re-apply its log early. Losing its latest value in
-        // a crash only delays that until the leader says what is committed;
-        // the next log append's flush (which covers the whole Db) persists it.
-        self.meta.insert("committed", encode(&committed)).map_err(|e| StorageIOError::write(&e))?;
+        // Not fsynced on its own: the committed id lets a restarted node
+        // re-apply its log early. Losing its latest value in a crash only
+        // delays that until the leader says what is committed.
+        self.wal.submit(Op::Committed(committed), Done::Nobody);
         self.metrics.committed_index.set(committed.map_or(0, |l| l.index) as i64);
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.get_meta::<Option<LogId<NodeId>>>("committed")?.flatten())
+        Ok(self.wal.committed())
     }
 
     async fn append<I>(
@@ -153,35 +100,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let started = Instant::now();
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            batch.insert(&key(entry.log_id.index), encode(&entry));
-        }
-        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        // The fsync comes before the callback: openraft counts this node
-        // towards a quorum as soon as the callback reports success.
-        match self.log.flush_async().await {
-            Ok(_) => {
-                self.metrics.log_fsync.observe(since(started));
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(&e).into())
-            }
-        }
+        let entries = entries.into_iter().map(Arc::new).collect();
+        self.wal.submit(Op::Entries(entries), Done::Raft(callback));
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.remove(key(log_id.index)..).await
+        self.wal.write(Op::Truncate(log_id.index)).await.map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        // Record the purge point first: a crash between the two steps leaves
-        // entries that are merely ignored, never a hole.
-        self.put_meta("last_purged", &log_id).await?;
-        self.remove(..=key(log_id.index)).await
+        self.wal.write(Op::Purge(log_id)).await.map_err(write_err)
     }
 }

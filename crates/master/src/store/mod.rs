@@ -1,17 +1,17 @@
-//! Persistence on sled: the Raft log, the vote, and the task table.
+//! Persistence: the Raft log in its own write-ahead log, the task table in sled.
 //!
-//! One `sled::Db` per node, three trees named for what they hold:
-//! - `log`: entries keyed by big-endian index, so iteration is log order;
-//! - `meta`: vote, committed id, last purged id, cluster name;
-//! - `table`: one row per task plus the applied log id, the membership and
+//! A node's data dir holds
+//! - `wal/`: the Raft log, the vote and the purge point (see [`wal`]);
+//! - sled's files, two trees: `meta` (cluster name, storage format) and
+//!   `table`: one row per task plus the applied log id, the membership and
 //!   the push worker registry, so that one `sled::Batch` updates the state
-//!   machine atomically.
+//!   machine atomically;
+//! - `snapshot.bin`, the current snapshot (see [`snapshot`]).
 //!
-//! The current snapshot is a file, `snapshot.bin`, beside sled's own files
-//! (see [`snapshot`]).
-//!
-//! sled's flush covers the whole Db and fsyncs: every write that openraft is
-//! told is durable has been flushed first.
+//! Every write that openraft is told is durable has been fsynced by the log.
+//! The table is not fsynced per apply: after a crash it is replayed from the
+//! log, which keeps every entry after the last snapshot, and building or
+//! installing a snapshot flushes the table first.
 
 pub mod backup;
 mod log;
@@ -19,11 +19,15 @@ mod snapshot;
 mod state_machine;
 #[cfg(test)]
 mod tests;
+pub mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
+
+/// The Raft log's directory inside a data dir.
+pub const WAL_DIR: &str = "wal";
 
 /// sled's page cache per node.
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
@@ -32,7 +36,8 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// another layout is refused at open with a clear error, never misread.
 /// 2: task rows gained scheduling, retry, cancel and aging fields (a data
 /// dir from before has no marker and counts as 1).
-pub const FORMAT: u32 = 2;
+/// 3: the Raft log moved out of sled into `wal/`.
+pub const FORMAT: u32 = 3;
 
 pub use log::LogStore;
 pub use snapshot::{decode_image, parse_snapshot, Image, SNAPSHOT_FILE};
@@ -50,6 +55,9 @@ pub enum OpenError {
     /// The directory was written by a taskraft with another storage format.
     #[error("the data dir {dir} has storage format {found}; this taskraft reads format {FORMAT}. Drain the cluster with the build that wrote it (taskraft wait), then start this build on empty data dirs")]
     Format { dir: String, found: u32 },
+    /// The Raft log cannot be read back.
+    #[error("{source}. This node will not start on a log it cannot trust; move the data dir {dir} aside and start the node on an empty one: it catches up from the leader")]
+    Log { dir: String, source: wal::WalError },
     /// A stored row cannot be decoded: the directory is corrupt.
     #[error(
         "the data dir {dir} is corrupt ({what}); wipe it and let the node catch up from the leader"
@@ -67,8 +75,9 @@ pub fn open(
     let db = open_db(dir, cluster_name)?;
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
-    let meta = db.open_tree("meta").map_err(sled_err)?;
-    let log = LogStore::new(db.open_tree("log").map_err(sled_err)?, meta, metrics.clone());
+    let wal = wal::Wal::open(&dir.join(WAL_DIR), metrics.clone())
+        .map_err(|source| OpenError::Log { dir: shown.clone(), source })?;
+    let log = LogStore::new(wal, metrics.clone());
     let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir, metrics)
         .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
     Ok((log, sm))

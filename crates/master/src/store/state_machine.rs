@@ -2,8 +2,11 @@
 //! `taskraft_core::Table`.
 //!
 //! It decodes entries, calls `Table::apply`, and writes the rows the entries
-//! touched together with the applied log id in one atomic `sled::Batch`,
-//! flushed before `apply` returns. Outcomes such as `Stale` are responses
+//! touched together with the applied log id in one atomic `sled::Batch`
+//! (not fsynced: after a crash the log replays what the table lost). The
+//! batch is written every [`WRITE_EVERY`] or [`WRITE_ROWS`] changed rows, not
+//! per apply: each sled write wakes sled's whole IO pool, which cost more
+//! CPU than the rest of a commit. Outcomes such as `Stale` are responses
 //! that were applied; a sled error or an undecodable snapshot is a
 //! `StorageError`, which stops the node: it is never answered as if applied.
 //!
@@ -15,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -39,6 +42,48 @@ const PUSH_WORKERS: &[u8] = b"m:push_workers";
 const QUEUES: &[u8] = b"m:queues";
 const NEXT_ID: &[u8] = b"m:next_id";
 const ROW_PREFIX: u8 = b't';
+
+/// The table tree is written at least this often while entries apply...
+const WRITE_EVERY: Duration = Duration::from_millis(200);
+/// ...and as soon as this many rows changed.
+const WRITE_ROWS: usize = 4096;
+
+/// What changed in the table since the tree was last written.
+#[derive(Default)]
+struct Dirty {
+    rows: BTreeSet<TaskId>,
+    membership: bool,
+    registry: bool,
+    queues: bool,
+    /// When the oldest unwritten change was applied.
+    since: Option<Instant>,
+}
+
+impl Dirty {
+    /// Writes the changed rows of `a` and its applied id to `tree` in one batch.
+    fn write(&mut self, tree: &sled::Tree, a: &Applied) -> sled::Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in std::mem::take(&mut self.rows) {
+            match a.table.get(id) {
+                Some(task) => batch.insert(&row_key(id), encode(task)),
+                None => batch.remove(&row_key(id)),
+            }
+        }
+        if std::mem::take(&mut self.membership) {
+            batch.insert(MEMBERSHIP, encode(&a.membership));
+        }
+        if std::mem::take(&mut self.registry) {
+            batch.insert(PUSH_WORKERS, encode(&a.table.push_workers().collect::<Vec<_>>()));
+        }
+        if std::mem::take(&mut self.queues) {
+            batch.insert(QUEUES, encode(a.table.queue_settings()));
+        }
+        batch.insert(NEXT_ID, encode(&a.table.next_id()));
+        batch.insert(LAST_APPLIED, encode(&a.last_applied));
+        self.since = None;
+        tree.apply_batch(batch)
+    }
+}
 
 fn row_key(id: TaskId) -> [u8; 9] {
     let mut k = [ROW_PREFIX; 9];
@@ -82,6 +127,8 @@ pub struct StateMachine {
     tree: sled::Tree,
     snapshot_path: PathBuf,
     applied: Arc<RwLock<Applied>>,
+    /// Changes not yet in the tree; locked after `applied`, never before.
+    dirty: Arc<parking_lot::Mutex<Dirty>>,
     applied_index: Arc<watch::Sender<u64>>,
     /// Bumped when an apply changed the push-worker registry.
     registry: Arc<watch::Sender<u64>>,
@@ -134,6 +181,7 @@ impl StateMachine {
             tree,
             snapshot_path,
             applied: Arc::new(RwLock::new(applied)),
+            dirty: Arc::default(),
             applied_index: Arc::new(watch::channel(index).0),
             registry: Arc::new(watch::channel(0).0),
             metrics,
@@ -173,10 +221,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
         let mut responses = Vec::new();
         let mut registry_changed = false;
         let mut queues_changed = false;
+        let mut membership_changed = false;
         let index = {
             let mut a = self.applied.write().expect("applied lock");
             let mut touched = BTreeSet::new();
@@ -194,32 +242,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(entry.log_id), m);
-                        batch.insert(MEMBERSHIP, encode(&a.membership));
+                        membership_changed = true;
                         Response::Empty
                     }
                 });
             }
-            for id in touched {
-                match a.table.get(id) {
-                    Some(task) => batch.insert(&row_key(id), encode(task)),
-                    None => batch.remove(&row_key(id)),
-                }
+            // No fsync, and not every apply: the entries are durable in the
+            // log, and after a crash openraft re-applies (last_applied,
+            // committed] from it. One batch keeps rows and applied id
+            // consistent; every snapshot writes and flushes the table before
+            // openraft may purge the log up to it.
+            let mut dirty = self.dirty.lock();
+            dirty.rows.extend(touched);
+            dirty.membership |= membership_changed;
+            dirty.registry |= registry_changed;
+            dirty.queues |= queues_changed;
+            let since = *dirty.since.get_or_insert_with(Instant::now);
+            if dirty.rows.len() >= WRITE_ROWS || since.elapsed() >= WRITE_EVERY {
+                dirty.write(&self.tree, &a).map_err(|e| StorageIOError::write_state_machine(&e))?;
             }
-            batch.insert(NEXT_ID, encode(&a.table.next_id()));
-            if registry_changed {
-                batch.insert(PUSH_WORKERS, encode(&a.table.push_workers().collect::<Vec<_>>()));
-            }
-            if queues_changed {
-                batch.insert(QUEUES, encode(a.table.queue_settings()));
-            }
-            batch.insert(LAST_APPLIED, encode(&a.last_applied));
             a.last_applied.map_or(0, |l| l.index)
         };
-        // No fsync here: the entries are already durable in the log, and
-        // after a crash openraft re-applies (last_applied, committed] from
-        // it. The batch keeps rows and applied id consistent; the next log
-        // flush or snapshot (both flush the whole Db) persists it.
-        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.applied_index.send_replace(index);
         if registry_changed {
             self.registry.send_modify(|v| *v += 1);
@@ -233,18 +276,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // read lock costs less memory than a copy of the table; it runs on a
         // blocking thread so that Raft's own tasks (heartbeats) keep running.
         let started = Instant::now();
-        let applied = self.applied.clone();
+        let (applied, dirty, tree) = (self.applied.clone(), self.dirty.clone(), self.tree.clone());
         let encoded = tokio::task::spawn_blocking(move || {
             let a = applied.read().expect("applied lock");
-            (a.last_applied, a.membership.clone(), encode_image(&a.table))
+            // The tree catches up with the image; the builder flushes it.
+            let written = dirty.lock().write(&tree, &a);
+            (a.last_applied, a.membership.clone(), encode_image(&a.table), written)
         })
         .await
         .expect("snapshot encoding does not panic");
-        let (last_applied, membership, data) = encoded;
+        let (last_applied, membership, data, written) = encoded;
         SnapshotBuilder {
             last_applied,
             membership,
             data: Some(data),
+            unwritten: written.err(),
             path: self.snapshot_path.clone(),
             tree: self.tree.clone(),
             metrics: self.metrics.clone(),
@@ -290,8 +336,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         self.metrics.snapshot_bytes.set(size as i64);
-        *self.applied.write().expect("applied lock") =
-            Applied { table, last_applied: meta.last_log_id, membership };
+        let mut a = self.applied.write().expect("applied lock");
+        *a = Applied { table, last_applied: meta.last_log_id, membership };
+        // Changes from before the snapshot are in its rows, or gone with them.
+        *self.dirty.lock() = Dirty::default();
+        drop(a);
         self.registry.send_modify(|v| *v += 1);
         self.applied_index.send_replace(index);
         Ok(())
@@ -313,6 +362,8 @@ pub struct SnapshotBuilder {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, NodeInfo>,
     data: Option<Vec<u8>>,
+    /// Why the table tree could not catch up with the image, if it could not.
+    unwritten: Option<sled::Error>,
     path: PathBuf,
     tree: sled::Tree,
     metrics: Arc<Metrics>,
@@ -334,6 +385,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         // apply() does not fsync: make the table durable up to this snapshot
         // before openraft may purge the log entries it covers.
+        if let Some(e) = self.unwritten.take() {
+            return Err(StorageIOError::write_snapshot(Some(meta.signature()), &e).into());
+        }
         self.tree
             .flush_async()
             .await

@@ -1,4 +1,4 @@
-//! The sled store against openraft's own storage test suite.
+//! The store (log and table) against openraft's own storage test suite.
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -7,9 +7,9 @@ use tempfile::TempDir;
 
 use super::{LogStore, StateMachine};
 
-struct SledBuilder;
+struct Builder;
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (log, sm) = super::open(dir.path(), "suite", metrics()).expect("open store");
@@ -18,8 +18,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
 }
 
 #[test]
-fn sled_store_passes_openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
-    Suite::test_all(SledBuilder)
+fn store_passes_openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
+    Suite::test_all(Builder)
 }
 
 #[test]
@@ -72,5 +72,5 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
     }
     let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
     let text = err.to_string();
-    assert!(text.contains("storage format 1") && text.contains("reads format 2"), "{text}");
+    assert!(text.contains("storage format 1") && text.contains("reads format 3"), "{text}");
 }

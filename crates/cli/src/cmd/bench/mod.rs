@@ -13,6 +13,7 @@
 
 mod soak;
 mod spawn;
+mod targets;
 mod workloads;
 
 use std::time::Duration;
@@ -101,6 +102,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         rows.push((name, runs));
     }
     print_table(&rows);
+    targets::print(&rows, args.workers);
     let failed: Vec<String> =
         rows.iter().flat_map(|(_, o)| o.iter().filter_map(|o| o.failed_check.clone())).collect();
     if !failed.is_empty() {
@@ -194,5 +196,7 @@ fn print_table(rows: &[(String, Vec<Outcome>)]) {
             );
         }
     }
-    println!("acknowledged = committed and fsynced (sled flush) on a majority of the 3 masters");
+    println!(
+        "acknowledged = committed and fsynced (Raft log fdatasync) on a majority of the 3 masters"
+    );
 }

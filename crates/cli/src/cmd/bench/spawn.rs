@@ -81,6 +81,26 @@ impl Spawned {
         Ok(())
     }
 
+    /// CPU time (user + system) the running masters have used so far, in
+    /// milliseconds, from /proc; `None` where /proc cannot tell.
+    pub fn cpu_ms(&self) -> Option<f64> {
+        // SAFETY: sysconf reads a constant of the system.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks <= 0 {
+            return None;
+        }
+        let mut total = 0u64;
+        for child in self.children.values() {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?;
+            // Fields after the command name (which may hold spaces): state is
+            // the first; utime and stime are the 12th and 13th.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split(' ').collect();
+            total += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        }
+        Some(total as f64 * 1000.0 / ticks as f64)
+    }
+
     /// A client seeded with all three masters.
     pub fn client(&self) -> Arc<Client> {
         let options =

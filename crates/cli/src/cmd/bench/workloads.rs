@@ -58,7 +58,9 @@ pub fn own_client(shared: &Client) -> Arc<Client> {
 
 /// W1: `producers` closed-loop producers submit `n` keyed tasks one at a time.
 pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Result<Outcome> {
-    let before = target.client.status().await.context("status before W1")?.counts.total();
+    let status = target.client.status().await.context("status before W1")?;
+    let before = status.counts.total();
+    let cpu_before = target.spawned.as_ref().and_then(Spawned::cpu_ms);
     let run: u32 = rand::random();
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicU64::new(0));
@@ -98,7 +100,13 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
         end = end.max(last);
     }
     let secs = (end - started).as_secs_f64();
-    let held = target.client.status().await?.counts.total() - before;
+    let after = target.client.status().await?;
+    let held = after.counts.total() - before;
+    let entries = after.last_log_index.unwrap_or(0) - status.last_log_index.unwrap_or(0);
+    let cpu_per_entry = match (cpu_before, target.spawned.as_ref().and_then(Spawned::cpu_ms)) {
+        (Some(b), Some(a)) if entries > 0 => Some((a - b) / entries as f64),
+        _ => None,
+    };
     let failed_check =
         (held != n as u64).then(|| format!("W1: the cluster holds {held} new tasks, not {n}"));
     let retries = retries.load(Ordering::Relaxed);
@@ -107,9 +115,14 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
         tasks_per_s: n as f64 / secs,
         p50_us: hist.value_at_quantile(0.5),
         p99_us: hist.value_at_quantile(0.99),
-        details: format!("{held} held, {retries} retries"),
+        details: format!(
+            "{held} held, {retries} retries, {entries} log entries{}",
+            cpu_per_entry
+                .map_or(String::new(), |c| format!(", {c:.2} ms CPU per entry (3 masters)"))
+        ),
         figures: json!({ "n": n, "producers": producers, "seconds": secs, "tasks_per_s": n as f64 / secs,
-            "p50_us": hist.value_at_quantile(0.5), "p99_us": hist.value_at_quantile(0.99), "retries": retries }),
+            "p50_us": hist.value_at_quantile(0.5), "p99_us": hist.value_at_quantile(0.99), "retries": retries,
+            "log_entries": entries, "cpu_ms_per_entry": cpu_per_entry }),
         failed_check,
     })
 }
@@ -393,6 +406,7 @@ pub async fn drain(
     }
     let elections = after.term - before.term;
     let failed = shared.failed_completes.load(Ordering::Relaxed);
+    let accepted_twice = shared.ledger.lock().unwrap().twice;
     let name = if kill_at.is_some() { "w3" } else { "w2" };
     let mut details = format!("{completed} completed, {lost} lost, {twice} delivered twice, {failed} failed completes, {elections} term changes");
     if kill_at.is_some() {
@@ -411,7 +425,7 @@ pub async fn drain(
             "complete_p50_us": done_hist.value_at_quantile(0.5), "complete_p99_us": done_hist.value_at_quantile(0.99),
             "request_p50_us": req_hist.value_at_quantile(0.5), "request_p99_us": req_hist.value_at_quantile(0.99),
             "completed": completed, "lost": lost, "delivered_twice": twice, "failed_completes": failed,
-            "term_changes": elections, "failover": failover }),
+            "term_changes": elections, "accepted_twice": accepted_twice, "failover": failover }),
         failed_check,
     })
 }

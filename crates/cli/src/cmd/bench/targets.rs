@@ -1,0 +1,89 @@
+//! The performance targets, each printed as met or not from the runs made.
+
+use super::workloads::Outcome;
+
+/// A target: what it is, the measured figure, whether that meets it, the unit.
+type Target = (String, Option<f64>, fn(f64) -> bool, &'static str);
+
+/// The median of `values` (upper median), if any.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// The runs of the row named `name`.
+fn runs<'a>(rows: &'a [(String, Vec<Outcome>)], name: &str) -> Option<&'a [Outcome]> {
+    rows.iter().find(|(n, _)| n == name).map(|(_, o)| o.as_slice())
+}
+
+fn figure(o: &Outcome, path: &[&str]) -> Option<f64> {
+    path.iter().try_fold(&o.figures, |v, k| v.get(k))?.as_f64()
+}
+
+/// Prints one line per target: the figure (median of the runs) and whether it is met.
+pub fn print(rows: &[(String, Vec<Outcome>)], workers: usize) {
+    let median_of = |name: &str, path: &[&str]| {
+        runs(rows, name).and_then(|o| median(o.iter().filter_map(|o| figure(o, path)).collect()))
+    };
+    let w2 = format!("W2 drain, {workers} workers");
+    let w2_batch = format!("W2 drain, {workers} workers, batch 16");
+    let w3 = runs(rows, "W3 failover");
+    let w3_safe = w3.map(|o| {
+        o.iter().all(|o| {
+            figure(o, &["lost"]) == Some(0.0) && figure(o, &["accepted_twice"]) == Some(0.0)
+        })
+    });
+    let lines: [Target; 6] = [
+        (
+            format!("{w2}: >= 10,000 tasks/s"),
+            median_of(&w2, &["tasks_per_s"]),
+            |v| v >= 10_000.0,
+            "/s",
+        ),
+        (
+            "W1 enqueue, C=64: >= 30,000 /s".into(),
+            median_of("W1 enqueue, C=64", &["tasks_per_s"]),
+            |v| v >= 30_000.0,
+            "/s",
+        ),
+        (
+            "W1 enqueue, C=1: p50 <= 0.5 ms".into(),
+            median_of("W1 enqueue, C=1", &["p50_us"]).map(|us| us / 1000.0),
+            |v| v <= 0.5,
+            " ms",
+        ),
+        (
+            format!("{w2_batch}: >= 40,000 tasks/s"),
+            median_of(&w2_batch, &["tasks_per_s"]),
+            |v| v >= 40_000.0,
+            "/s",
+        ),
+        (
+            "CPU per log entry over 3 masters (W1 C=1): <= 0.7 ms".into(),
+            median_of("W1 enqueue, C=1", &["cpu_ms_per_entry"]),
+            |v| v <= 0.7,
+            " ms",
+        ),
+        (
+            "W3 unavailability: median <= 100 ms".into(),
+            median_of("W3 failover", &["failover", "unavailable_ms"]),
+            |v| v <= 100.0,
+            " ms",
+        ),
+    ];
+    println!("targets (medians of the runs above):");
+    for (what, value, met, unit) in lines {
+        let verdict = match value {
+            None => "not run".to_owned(),
+            Some(v) if met(v) => format!("met      {v:.2}{unit}"),
+            Some(v) => format!("NOT MET  {v:.2}{unit}"),
+        };
+        println!("  {what:<58} {verdict}");
+    }
+    let safety = match w3_safe {
+        None => "not run",
+        Some(true) => "met",
+        Some(false) => "NOT MET",
+    };
+    println!("  {:<58} {safety}", "W3: 0 lost, 0 completed twice, in every run");
+}

@@ -1,0 +1,225 @@
+//! The WAL's one writer thread.
+//!
+//! It takes every job queued since it last looked, writes their records as
+//! one frame, fsyncs once (`fdatasync`), and only then reports each job done,
+//! in order. No other thread writes the files, and no pool is woken: one
+//! futex wake per group. A write or fsync error is final (fail-stop): the
+//! error is reported to that job and to every later one, and nothing is
+//! written after it, since the kernel may have dropped the dirty pages that
+//! a retried fsync would claim durable.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Instant;
+
+use openraft::storage::LogFlushed;
+use openraft::{Entry, LogId, Vote};
+use parking_lot::Mutex;
+use taskraft_proto::{NodeId, TypeConfig};
+
+use super::frame::{FrameBuf, RecordRef};
+use super::recover::segment_name;
+use super::{Loc, Segment, Shared};
+use crate::metrics::{since, Metrics};
+
+/// At most this many jobs go into one frame.
+const MAX_GROUP: usize = 1024;
+
+/// What a job writes.
+pub enum Op {
+    Entries(Vec<Arc<Entry<TypeConfig>>>),
+    Truncate(u64),
+    Purge(LogId<NodeId>),
+    Vote(Vote<NodeId>),
+    /// Not fsynced on its own: it rides with the next frame that is.
+    Committed(Option<LogId<NodeId>>),
+}
+
+/// Who learns that a job is durable.
+pub enum Done {
+    Nobody,
+    Raft(LogFlushed<TypeConfig>),
+    Task(tokio::sync::oneshot::Sender<std::io::Result<()>>),
+    Thread(std::sync::mpsc::Sender<std::io::Result<()>>),
+}
+
+impl Done {
+    pub(super) fn report(self, result: &Result<(), String>) {
+        let result = result.clone().map_err(std::io::Error::other);
+        match self {
+            Done::Nobody => {}
+            Done::Raft(callback) => callback.log_io_completed(result),
+            Done::Task(tx) => drop(tx.send(result)),
+            Done::Thread(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+pub struct Job {
+    pub op: Op,
+    pub done: Done,
+}
+
+/// The state a new segment starts with, so that older segments can go.
+#[derive(Default)]
+pub struct Head {
+    pub vote: Option<Vote<NodeId>>,
+    pub committed: Option<LogId<NodeId>>,
+    pub purged: Option<LogId<NodeId>>,
+}
+
+pub struct Writer {
+    pub dir: PathBuf,
+    pub shared: Arc<Mutex<Shared>>,
+    pub head: Head,
+    pub metrics: Arc<Metrics>,
+    pub segment_bytes: u64,
+    /// The segment being written, its number and length.
+    pub file: File,
+    pub seq: u64,
+    pub len: u64,
+}
+
+/// Creates segment `seq` in `dir`, starting with `head`, durable with its
+/// directory entry.
+pub fn create_segment(dir: &Path, seq: u64, head: &Head) -> std::io::Result<(File, u64)> {
+    let path = dir.join(segment_name(seq));
+    let mut file = OpenOptions::new().create_new(true).append(true).read(true).open(&path)?;
+    let mut frame = FrameBuf::new();
+    frame.push(&RecordRef::Committed(&head.committed));
+    if let Some(vote) = &head.vote {
+        frame.push(&RecordRef::Vote(vote));
+    }
+    if let Some(purged) = &head.purged {
+        frame.push(&RecordRef::Purge(purged));
+    }
+    let bytes = frame.finish();
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    File::open(dir)?.sync_all()?;
+    Ok((file, bytes.len() as u64))
+}
+
+impl Writer {
+    /// Runs until every sender is gone.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        let mut failed: Option<String> = None;
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            if let Some(error) = &failed {
+                group.into_iter().for_each(|job| job.done.report(&Err(error.clone())));
+                continue;
+            }
+            let result = self.write(&mut group).map_err(|e| {
+                let error = format!("write-ahead log in {}: {e}", self.dir.display());
+                tracing::error!(%error, "log write failed; this node stops writing (fail-stop)");
+                failed = Some(error.clone());
+                error
+            });
+            group.into_iter().for_each(|job| job.done.report(&result));
+        }
+    }
+
+    /// Writes `group` as one frame and fsyncs it; then records where its
+    /// entries are and drops segments that a purge emptied.
+    fn write(&mut self, group: &mut [Job]) -> std::io::Result<()> {
+        if group.iter().all(|job| matches!(job.op, Op::Committed(_))) {
+            for job in group.iter() {
+                if let Op::Committed(c) = job.op {
+                    self.head.committed = c;
+                }
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut frame = FrameBuf::new();
+        frame.push(&RecordRef::Committed(&self.head.committed));
+        let mut placed = Vec::new();
+        let mut purge = false;
+        for job in group.iter() {
+            match &job.op {
+                Op::Entries(entries) => {
+                    for entry in entries {
+                        let (at, len) = frame.push(&RecordRef::Entry(entry));
+                        placed.push((entry.log_id, at, len));
+                    }
+                }
+                Op::Truncate(index) => drop(frame.push(&RecordRef::Truncate(*index))),
+                Op::Purge(log_id) => {
+                    frame.push(&RecordRef::Purge(log_id));
+                    self.head.purged = Some(*log_id);
+                    purge = true;
+                }
+                Op::Vote(vote) => {
+                    frame.push(&RecordRef::Vote(vote));
+                    self.head.vote = Some(*vote);
+                }
+                Op::Committed(c) => {
+                    frame.push(&RecordRef::Committed(c));
+                    self.head.committed = *c;
+                }
+            }
+        }
+        let bytes = frame.finish();
+        if self.len + bytes.len() as u64 > self.segment_bytes {
+            self.roll()?;
+        }
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()?;
+        self.metrics.log_fsync.observe(since(started));
+        let base = self.len;
+        self.len += bytes.len() as u64;
+        let mut shared = self.shared.lock();
+        let seq = self.seq;
+        for (log_id, at, len) in placed {
+            shared.placed(log_id, Loc { seq, offset: base + at as u64, len });
+        }
+        if let Some(seg) = shared.segments.get_mut(&seq) {
+            seg.len = self.len;
+        }
+        if purge {
+            self.drop_purged(&mut shared);
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment and starts the next.
+    fn roll(&mut self) -> std::io::Result<()> {
+        let seq = self.seq + 1;
+        let (file, len) = create_segment(&self.dir, seq, &self.head)?;
+        let reader = File::open(self.dir.join(segment_name(seq)))?;
+        self.shared
+            .lock()
+            .segments
+            .insert(seq, Segment { file: Arc::new(reader), max_index: None, len });
+        (self.file, self.seq, self.len) = (file, seq, len);
+        Ok(())
+    }
+
+    /// Deletes the oldest segments while all their entries are purged. The
+    /// current segment stays; every later segment begins with the state the
+    /// deleted ones recorded.
+    fn drop_purged(&self, shared: &mut Shared) {
+        let Some(purged) = self.head.purged else { return };
+        while let Some((&seq, seg)) = shared.segments.first_key_value() {
+            if seq == self.seq || seg.max_index.is_some_and(|m| m > purged.index) {
+                break;
+            }
+            shared.segments.remove(&seq);
+            let path = self.dir.join(segment_name(seq));
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a purged log segment");
+                break;
+            }
+        }
+    }
+}
