@@ -174,7 +174,7 @@ pub fn seed(
         let db = open_db(dir, cluster_name)?;
         let log = |source| OpenError::Log { dir: shown.clone(), source };
         let wal = Wal::open(&dir.join(WAL_DIR), Arc::new(Metrics::new(0))).map_err(log)?;
-        let written = wal.write_blocking(Op::Entries(vec![Arc::new(entry.clone())]));
+        let written = wal.write(Op::Entries(vec![Arc::new(entry.clone())]));
         written.map_err(|e| {
             log(WalError::Io { path: dir.join(WAL_DIR).display().to_string(), source: e })
         })?;

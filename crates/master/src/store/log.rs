@@ -1,10 +1,9 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` on the node's [`Wal`].
 //!
-//! `append` makes the entries readable at once and hands them to the log's
-//! writer thread; openraft's callback fires from that thread after the
-//! fsync, so an entry this node acknowledges survives its crash. The vote,
-//! truncations and purges are waited for; the committed id is a hint that
-//! rides with the next fsync.
+//! Every write returns after its fsync (on this thread: see the log's
+//! writer for why); `append` reports to openraft's callback only then, so an
+//! entry this node acknowledges survives its crash. The committed id is a
+//! hint that rides with the next fsync.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -14,7 +13,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use taskraft_proto::{NodeId, TypeConfig};
 
-use super::wal::{Done, Op, Wal};
+use super::wal::{Op, Wal};
 use crate::metrics::Metrics;
 
 /// The Raft log and vote of one node. Cheap to clone: clones share the log.
@@ -68,7 +67,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.wal.write(Op::Vote(*vote)).await.map_err(|e| StorageIOError::write_vote(&e).into())
+        self.wal.write(Op::Vote(*vote)).map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -82,7 +81,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not fsynced on its own: the committed id lets a restarted node
         // re-apply its log early. Losing its latest value in a crash only
         // delays that until the leader says what is committed.
-        self.wal.submit(Op::Committed(committed), Done::Nobody);
+        self.wal.write(Op::Committed(committed)).map_err(write_err)?;
         self.metrics.committed_index.set(committed.map_or(0, |l| l.index) as i64);
         Ok(())
     }
@@ -101,15 +100,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries = entries.into_iter().map(Arc::new).collect();
-        self.wal.submit(Op::Entries(entries), Done::Raft(callback));
-        Ok(())
+        match self.wal.write(Op::Entries(entries)) {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let shown = std::io::Error::new(e.kind(), e.to_string());
+                callback.log_io_completed(Err(shown));
+                Err(write_err(e))
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.wal.write(Op::Truncate(log_id.index)).await.map_err(write_err)
+        self.wal.write(Op::Truncate(log_id.index)).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.wal.write(Op::Purge(log_id)).await.map_err(write_err)
+        self.wal.write(Op::Purge(log_id)).map_err(write_err)
     }
 }

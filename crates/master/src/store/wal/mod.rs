@@ -1,5 +1,5 @@
 //! The Raft log's own write-ahead log: segment files of checksummed frames,
-//! one writer thread that appends and fsyncs a whole group at a time.
+//! each written and fsynced on the caller's thread (see [`writer`]).
 //!
 //! The log used to live in sled beside the task table; every flush then woke
 //! sled's pool of IO threads, which cost more CPU than the rest of a commit.
@@ -28,13 +28,13 @@ use std::fs::File;
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use openraft::{Entry, LogId, Vote};
 use parking_lot::Mutex;
 use taskraft_proto::{NodeId, TypeConfig};
 
-pub use writer::{Done, Op};
+pub use writer::Op;
 
 use crate::metrics::Metrics;
 
@@ -135,11 +135,11 @@ impl Shared {
     }
 }
 
-/// A node's Raft log. Dropping it waits for the writer to finish its queue.
+/// A node's Raft log.
 pub struct Wal {
     shared: Arc<Mutex<Shared>>,
-    jobs: Option<mpsc::Sender<writer::Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Held for a whole write; `shared` is locked inside it, never around it.
+    writer: Mutex<writer::Writer>,
     dir: PathBuf,
 }
 
@@ -182,17 +182,16 @@ impl Wal {
             file,
             seq,
             len,
+            failed: None,
         };
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("raft-log".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| WalError::io(dir, e))?;
-        Ok(Wal { shared, jobs: Some(tx), thread: Some(thread), dir: dir.to_owned() })
+        Ok(Wal { shared, writer: Mutex::new(writer), dir: dir.to_owned() })
     }
 
-    /// Queues `op`; `done` hears when it is durable (or that it failed).
-    pub fn submit(&self, op: Op, done: Done) {
+    /// Makes `op` visible to readers, then durable: it returns once the
+    /// frame is fsynced (a committed id is only kept, see [`Op::Committed`]).
+    pub fn write(&self, op: Op) -> std::io::Result<()> {
+        // Held throughout, so that the files and the memory see the same order.
+        let mut writer = self.writer.lock();
         {
             let mut shared = self.shared.lock();
             match &op {
@@ -214,25 +213,7 @@ impl Wal {
                 Op::Committed(c) => shared.committed = *c,
             }
         }
-        let job = writer::Job { op, done };
-        if let Err(mpsc::SendError(job)) = self.jobs.as_ref().expect("open until dropped").send(job)
-        {
-            job.done.report(&Err("the log writer stopped".into()));
-        }
-    }
-
-    /// Queues `op` and waits until it is durable.
-    pub async fn write(&self, op: Op) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(op, Done::Task(tx));
-        rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the log writer stopped")))
-    }
-
-    /// Queues `op` and blocks this (non-async) thread until it is durable.
-    pub fn write_blocking(&self, op: Op) -> std::io::Result<()> {
-        let (tx, rx) = mpsc::channel();
-        self.submit(op, Done::Thread(tx));
-        rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("the log writer stopped")))
+        writer.handle(&op)
     }
 
     /// The entries with index in `range`, in order (stopping at a gap).
@@ -305,14 +286,5 @@ impl Wal {
     pub fn disk_usage(&self) -> (usize, u64) {
         let shared = self.shared.lock();
         (shared.segments.len(), shared.segments.values().map(|s| s.len).sum())
-    }
-}
-
-impl Drop for Wal {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

@@ -50,14 +50,14 @@ fn what_was_written_reads_back_after_reopen() {
     {
         let wal = open(dir.path(), small()).unwrap();
         assert!(wal.is_blank());
-        wal.write_blocking(Op::Vote(Vote::new(3, 2))).unwrap();
+        wal.write(Op::Vote(Vote::new(3, 2))).unwrap();
         for start in (1..60).step_by(3) {
-            wal.write_blocking(entries(1, start..start + 3)).unwrap();
+            wal.write(entries(1, start..start + 3)).unwrap();
         }
-        wal.write_blocking(Op::Truncate(50)).unwrap();
-        wal.write_blocking(entries(2, 50..52)).unwrap();
-        wal.submit(Op::Committed(Some(id(2, 51))), super::Done::Nobody);
-        wal.write_blocking(Op::Purge(id(1, 9))).unwrap();
+        wal.write(Op::Truncate(50)).unwrap();
+        wal.write(entries(2, 50..52)).unwrap();
+        wal.write(Op::Committed(Some(id(2, 51)))).unwrap();
+        wal.write(Op::Purge(id(1, 9))).unwrap();
         // Entries evicted from the cache come back from their segment.
         assert_eq!(indexes(&wal), (10..52).collect::<Vec<_>>());
     }
@@ -76,12 +76,12 @@ fn a_purge_deletes_the_segments_it_empties_and_keeps_the_state() {
     let dir = tempfile::tempdir().unwrap();
     {
         let wal = open(dir.path(), small()).unwrap();
-        wal.write_blocking(Op::Vote(Vote::new(5, 1))).unwrap();
+        wal.write(Op::Vote(Vote::new(5, 1))).unwrap();
         for start in (1..200).step_by(4) {
-            wal.write_blocking(entries(1, start..start + 4)).unwrap();
+            wal.write(entries(1, start..start + 4)).unwrap();
         }
         let before = wal.disk_usage().0;
-        wal.write_blocking(Op::Purge(id(1, 190))).unwrap();
+        wal.write(Op::Purge(id(1, 190))).unwrap();
         let after = wal.disk_usage().0;
         assert!(before > 10 && after <= 3, "segments {before} -> {after}");
         assert_eq!(segments(dir.path()).len(), after);
@@ -102,7 +102,7 @@ fn a_cut_anywhere_in_the_last_segment_keeps_every_acknowledged_group() {
         {
             let wal = open(dir.path(), big).unwrap();
             for start in (1..40).step_by(3) {
-                wal.write_blocking(entries(1, start..start + 3)).unwrap();
+                wal.write(entries(1, start..start + 3)).unwrap();
                 ends.push((wal.disk_usage().1, start + 2));
             }
         }
@@ -114,7 +114,7 @@ fn a_cut_anywhere_in_the_last_segment_keeps_every_acknowledged_group() {
         let kept = ends.iter().filter(|(end, _)| *end <= cut).map(|(_, i)| *i).max().unwrap_or(0);
         assert_eq!(indexes(&wal), (1..=kept).collect::<Vec<_>>(), "cut at {cut} of {len}");
         // The log goes on after the cut.
-        wal.write_blocking(entries(1, kept + 1..kept + 2)).unwrap();
+        wal.write(entries(1, kept + 1..kept + 2)).unwrap();
         drop(wal);
         assert_eq!(indexes(&open(dir.path(), big).unwrap()).len() as u64, kept + 1);
     }
@@ -126,7 +126,7 @@ fn a_flipped_byte_inside_the_log_is_refused_at_open() {
     {
         let wal = open(dir.path(), Limits::default()).unwrap();
         for start in (1..30).step_by(3) {
-            wal.write_blocking(entries(1, start..start + 3)).unwrap();
+            wal.write(entries(1, start..start + 3)).unwrap();
         }
     }
     let path = segments(dir.path()).pop().unwrap();
@@ -146,7 +146,7 @@ fn a_cut_segment_before_the_last_is_refused() {
     {
         let wal = open(dir.path(), small()).unwrap();
         for start in (1..40).step_by(4) {
-            wal.write_blocking(entries(1, start..start + 4)).unwrap();
+            wal.write(entries(1, start..start + 4)).unwrap();
         }
     }
     let first = segments(dir.path()).remove(0);
@@ -166,15 +166,8 @@ fn crash_child() {
     let mut next = wal.log_state().0.map_or(1, |l| l.index + 1);
     let mut out = std::io::stdout();
     loop {
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Several groups in flight, as openraft's appends and votes are.
-        for _ in 0..4 {
-            wal.submit(entries(1, next..next + 3), super::Done::Thread(tx.clone()));
-            next += 3;
-        }
-        for _ in 0..4 {
-            rx.recv().unwrap().unwrap();
-        }
+        wal.write(entries(1, next..next + 3)).unwrap();
+        next += 3;
         use std::io::Write;
         writeln!(out, "{}", next - 1).unwrap();
         out.flush().unwrap();
@@ -215,6 +208,6 @@ fn a_writer_killed_at_random_keeps_every_acknowledged_entry() {
         assert!(last >= acked, "round {round}: acknowledged up to {acked}, reopened up to {last}");
         assert_eq!(wal.log_state().0.map(|l| l.index), Some(last), "round {round}: a hole");
         // Keep the log short: purge most of it, as snapshots do.
-        wal.write_blocking(Op::Purge(id(1, last.saturating_sub(5)))).unwrap();
+        wal.write(Op::Purge(id(1, last.saturating_sub(5)))).unwrap();
     }
 }
