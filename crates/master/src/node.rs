@@ -194,6 +194,21 @@ impl Node {
         self.state_machine.applied()
     }
 
+    /// Resolves when Raft has stopped by itself on a fatal error (a log or
+    /// table write that failed, a panic inside it), with the error. Such a
+    /// node must not go on serving: the caller stops the process.
+    pub async fn fatal(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".to_owned();
+            }
+        }
+    }
+
     /// Stops the node: servers and duties first, then Raft, then the store.
     pub async fn shutdown(self) {
         info!(node = self.id, "shutting down: stopping servers and leader duties");

@@ -24,7 +24,18 @@ pub async fn run(args: MasterArgs) -> Result<(), Failure> {
         e @ taskraft_master::NodeError::StillAMember(_) => Failure::Usage(e.into()),
         other => Failure::Failed(other.into()),
     })?;
-    super::shutdown_signal().cancelled().await;
+    let signal = super::shutdown_signal();
+    tokio::select! {
+        () = signal.cancelled() => {}
+        error = node.fatal() => {
+            // Fail-stop: a node that could not persist a write must not go
+            // on answering; a supervisor restarts it once the cause is fixed
+            // (a full disk freed), and it catches up from the leader.
+            tracing::error!(%error, "raft stopped on a fatal error; this master exits");
+            node.shutdown().await;
+            return Err(Failure::Failed(anyhow!("raft stopped on a fatal error: {error}")));
+        }
+    }
     node.shutdown().await;
     Ok(())
 }

@@ -56,7 +56,7 @@ pub enum OpenError {
     #[error("the data dir {dir} has storage format {found}; this taskraft reads format {FORMAT}. Drain the cluster with the build that wrote it (taskraft wait), then start this build on empty data dirs")]
     Format { dir: String, found: u32 },
     /// The Raft log cannot be read back.
-    #[error("{source}. This node will not start on a log it cannot trust; move the data dir {dir} aside and start the node on an empty one: it catches up from the leader")]
+    #[error("{source}. This node will not start on a log it cannot trust (it could vote with entries it lost). Move the data dir {dir} aside and replace the node: `taskraft member remove ID`, start it on an empty data dir, then `taskraft member add ID`; it catches up from the leader")]
     Log { dir: String, source: wal::WalError },
     /// A stored row cannot be decoded: the directory is corrupt.
     #[error(

@@ -1,0 +1,151 @@
+//! Disk faults on real master processes: a disk that fills up stops the
+//! master (fail-stop) and, once space is freed, a restart recovers it with
+//! nothing acknowledged lost; a damaged Raft log file is refused at start,
+//! the node never serves from it, and it is replaced as the error says.
+//!
+//! The full disk is a size-limited tmpfs mounted on the node's data dir: the
+//! test needs root, as CI has (it fails, never skips, without it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use taskraft_core::NewTask;
+use taskraft_tests::{cluster::FAST, eventually, ProcCluster};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
+/// Never the lowest id: a node of another id may also come back empty.
+const VICTIM: u64 = 3;
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run a system command");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A tmpfs of `size` mounted on `dir` for the life of the value.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, size: &str) -> Mount {
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir));
+        Mount(dir.to_owned())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn tasks(tag: &str, n: usize) -> Vec<NewTask> {
+    (0..n)
+        .map(|i| NewTask { data: format!("{tag}-{i}").into_bytes(), ..Default::default() })
+        .collect()
+}
+
+/// Fills the filesystem of `dir` with one file until it is full.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    // The last bytes a partial chunk left.
+    while file.write_all(&chunk[..512]).is_ok() {}
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_master_and_after_freeing_space_it_catches_up_losing_nothing() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    let client = cluster.client();
+    let mut acknowledged = client.submit(tasks("before", 50)).await.expect("submit").len();
+    cluster.converged().await;
+
+    // Move the victim's data dir onto a small tmpfs.
+    cluster.kill(VICTIM);
+    let dir = cluster.config.node(VICTIM).unwrap().data_dir.clone();
+    let saved = dir.with_extension("saved");
+    std::fs::rename(&dir, &saved).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    let mount = Mount::tmpfs(&dir, "16m");
+    run(Command::new("cp").arg("-a").arg(format!("{}/.", saved.display())).arg(&dir));
+    cluster.start_node(VICTIM);
+    cluster.converged().await;
+
+    let filler = fill(&dir);
+    // The other two masters keep committing; the victim cannot store them.
+    for round in 0..20 {
+        acknowledged +=
+            client.submit(tasks(&format!("full{round}"), 20)).await.expect("submit").len();
+    }
+    let mut victim = cluster.take(VICTIM).expect("running");
+    let code = victim.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(1), "a master that cannot write its log exits with status 1");
+    let log = cluster.log(&format!("node{VICTIM}"));
+    assert!(log.contains("fatal error"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+
+    // Freed: the restarted master catches up and the three tables agree.
+    std::fs::remove_file(filler).unwrap();
+    acknowledged += client.submit(tasks("freed", 20)).await.expect("submit").len();
+    cluster.start_node(VICTIM);
+    cluster.converged().await;
+    let report = cluster.report(VICTIM).await.expect("the victim answers");
+    assert_eq!(
+        report.counts.total(),
+        acknowledged as u64,
+        "every acknowledged task is on the victim"
+    );
+    drop(cluster);
+    drop(mount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_log_file_is_refused_at_start_and_the_node_is_replaced_as_the_error_says() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    let client = cluster.client();
+    client.submit(tasks("a", 200)).await.expect("submit");
+    // A restart starts a new log segment: the damaged one is then not the last.
+    cluster.kill(VICTIM);
+    cluster.start_node(VICTIM);
+    client.submit(tasks("b", 50)).await.expect("submit");
+    cluster.converged().await;
+    cluster.kill(VICTIM);
+
+    let wal = cluster.config.node(VICTIM).unwrap().data_dir.join("wal");
+    let mut segments: Vec<PathBuf> =
+        std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "{segments:?}");
+    let first = &segments[0];
+    let mut bytes = std::fs::read(first).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(first, bytes).unwrap();
+
+    cluster.start_node(VICTIM);
+    let mut victim = cluster.take(VICTIM).expect("started");
+    let code = victim.wait(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(1), "a master whose log is damaged does not start");
+    let log = cluster.log(&format!("node{VICTIM}"));
+    assert!(log.contains("is corrupt at byte"), "{log}");
+    assert!(log.contains("Move the data dir"), "{log}");
+
+    // The others carry on; the victim is replaced as the message says.
+    let more = client.submit(tasks("c", 10)).await.expect("the two others still commit").len();
+    assert_eq!(more, 10);
+    let dir = cluster.config.node(VICTIM).unwrap().data_dir.clone();
+    std::fs::rename(&dir, dir.with_extension("damaged")).unwrap();
+    cluster.cli_ok(&["member", "remove", &VICTIM.to_string()]).await;
+    cluster.start_node(VICTIM);
+    cluster.cli_ok(&["member", "add", &VICTIM.to_string()]).await;
+    let digest = cluster.converged().await;
+    let report =
+        eventually(Duration::from_secs(10), "the victim's report", || cluster.report(VICTIM)).await;
+    assert_eq!(report.digest, digest);
+    assert_eq!(report.counts.total(), 260);
+}
