@@ -49,7 +49,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { segment_bytes: 2 << 20, cache_bytes: 32 << 20 }
+        Limits { segment_bytes: 2 << 20, cache_bytes: 8 << 20 }
     }
 }
 
