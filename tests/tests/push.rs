@@ -289,3 +289,30 @@ async fn cancelling_a_pushed_task_stops_the_workers_handler_and_ends_it_cancelle
     .await;
     cluster.shutdown().await;
 }
+
+/// Idle tasks only in a paused queue give a push worker nothing, and the
+/// dispatcher writes nothing for them (an empty `Assign` would be applied,
+/// wake the dispatcher, and be proposed again, without end); resumed, the
+/// queue drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_gives_a_push_worker_nothing_and_writes_nothing() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    let _w1 = PushWorker::start(client.clone(), "w1", 2, slow_upper(Duration::ZERO)).await;
+    registered(&cluster, 1).await;
+    let pause = taskraft_core::QueueChange::Paused(true);
+    client.set_queue(taskraft_core::DEFAULT_QUEUE, pause).await.unwrap();
+    submit(&client, &ORIGIN.map(String::from)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cluster.applied_index(leader);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let written = cluster.applied_index(leader) - before;
+    // At most the worker's registration renewal (every 2 s) and a lease scan.
+    assert!(written <= 4, "{written} entries written in 2 s with nothing leasable");
+    assert_eq!(client.status().await.unwrap().counts.idle, 5);
+    let resume = taskraft_core::QueueChange::Paused(false);
+    client.set_queue(taskraft_core::DEFAULT_QUEUE, resume).await.unwrap();
+    assert_upper(&all_done(&client, 5).await);
+    cluster.shutdown().await;
+}

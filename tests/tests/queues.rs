@@ -32,10 +32,20 @@ async fn a_capped_queue_never_exceeds_its_cap_with_eight_workers_across_a_leader
     tasks.extend((0..3).map(|i| task("paused", i)));
     tasks.extend((0..3).map(|i| task("elsewhere", i)));
     client.submit(tasks).await.expect("submit");
-    // Eight worker slots on the capped queue (and the paused one).
-    let args = ["--queues", "api,paused", "--handler", "sleep:150", "--concurrency", "4"];
-    let _w1 = cluster.worker("w1", &[&["--id", "w1"][..], &args].concat());
-    let _w2 = cluster.worker("w2", &[&["--id", "w2"][..], &args].concat());
+    // Eight workers on the capped queue (and the paused one). Each command
+    // logs when it starts and ends, so overlaps are counted exactly, not
+    // only sampled through status.
+    let runs = cluster.log_path("runs");
+    let exec = format!(
+        "echo \"+ $(date +%s%N)\" >> {0}; sleep 0.15; echo \"- $(date +%s%N)\" >> {0}; cat",
+        runs.display()
+    );
+    let _workers: Vec<_> = (1..=8)
+        .map(|i| {
+            let id = format!("w{i}");
+            cluster.worker(&id, &["--id", &id, "--queues", "api,paused", "--exec", &exec])
+        })
+        .collect();
 
     let started = Instant::now();
     let (mut peak, mut killed) = (0, false);
@@ -60,6 +70,10 @@ async fn a_capped_queue_never_exceeds_its_cap_with_eight_workers_across_a_leader
     }
     assert!(killed);
     assert_eq!(peak, 2, "the cap was reached");
+    let log = std::fs::read_to_string(&runs).expect("the commands' log");
+    assert!(log.lines().count() >= 2 * n as usize, "every run logged: {log}");
+    let running = most_at_once(&log);
+    assert!(running <= 2, "{running} commands ran at once");
     // Resumed, the paused queue drains too.
     cluster.cli_ok(&["queue", "resume", "paused"]).await;
     taskraft_tests::eventually(Duration::from_secs(30), "the paused queue drained", || {
@@ -72,6 +86,33 @@ async fn a_capped_queue_never_exceeds_its_cap_with_eight_workers_across_a_leader
     .await;
     let listed = cluster.cli_ok(&["queue", "list"]).await;
     assert!(listed.contains("queue api") && listed.contains("(cap 2)"), "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cluster.cli_ok(&["status", "--json"]).await).expect("status json");
+    let api = json["queues"].as_array().unwrap().iter().find(|q| q["name"] == "api").cloned();
+    assert_eq!(
+        api.as_ref().map(|q| &q["counts"]["completed"]),
+        Some(&serde_json::json!(n)),
+        "{json}"
+    );
+}
+
+/// The most `+ T` / `- T` intervals of a log that overlap at any time.
+fn most_at_once(log: &str) -> i64 {
+    let mut events: Vec<(u128, i64)> = log
+        .lines()
+        .filter_map(|l| {
+            let (sign, t) = l.split_once(' ')?;
+            Some((t.parse().ok()?, if sign == "+" { 1 } else { -1 }))
+        })
+        .collect();
+    // Ends before starts at the same instant.
+    events.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in events {
+        now += d;
+        most = most.max(now);
+    }
+    most
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

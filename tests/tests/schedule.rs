@@ -116,6 +116,19 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Whether any process of group `pgid` is still running (zombies, which
+/// an init that does not reap may keep around, do not count).
+fn group_alive(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return true };
+    dir.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+        // After the command name in parentheses: state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
+}
+
 /// Cancelling a running `--exec` task stops its command (SIGTERM, then
 /// SIGKILL after the grace period for one that ignores SIGTERM), also when
 /// the leader that took the cancel is SIGKILLed right after; the task ends
@@ -151,11 +164,14 @@ async fn cancelling_a_running_exec_task_stops_its_command_across_a_leader_kill()
     cluster.kill(leader);
     let started = std::time::Instant::now();
     eventually(Duration::from_secs(15), "the command killed", || async move {
-        (!alive(pid)).then_some(())
+        (!group_alive(pid)).then_some(())
     })
     .await;
-    // SIGTERM was ignored: it took the grace period (1 s) to end it.
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    // SIGTERM was ignored: it took the grace period (1 s) to end it, and
+    // no more than the next extension, the failover and the grace.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
     let task = client.task(TaskId(1)).await.expect("task");
     assert_eq!((task.status, task.result), (Status::Cancelled, None));
     let next = eventually(Duration::from_secs(20), "the next task completed", || {
@@ -165,4 +181,81 @@ async fn cancelling_a_running_exec_task_stops_its_command_across_a_leader_kill()
     .await;
     assert_eq!(next.result.as_deref(), Some(&b"ok\n"[..]));
     assert!(cluster.log("w1").contains("task cancelled; handler stopped"), "{}", cluster.log("w1"));
+}
+
+/// `--exec 'sleep 60'` cancelled while the leader is SIGKILLed: its process
+/// group ends by SIGTERM, long before the (30 s) grace period would force
+/// it, and the task is `cancelled` with no result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_sleep_60_ends_it_by_sigterm_within_the_grace_period() {
+    let mut cluster = ProcCluster::start(BIN, 3, FAST);
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    let pid_file = cluster.log_path("pid");
+    let exec = format!("echo $$ > {}; sleep 60", pid_file.display());
+    client.submit(vec![NewTask { data: b"x".to_vec(), ..Default::default() }]).await.unwrap();
+    let _worker = cluster.worker("w1", &["--id", "w1", "--exec", &exec, "--kill-grace", "30s"]);
+    let pid: i32 = eventually(Duration::from_secs(20), "the command started", || {
+        let pid_file = pid_file.clone();
+        async move { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() }
+    })
+    .await;
+    assert!(group_alive(pid));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        client.cancel(vec![TaskId(1)]).await.unwrap(),
+        vec![taskraft_core::Outcome::Accepted]
+    );
+    cluster.kill(leader);
+    eventually(Duration::from_secs(25), "the command stopped", || async move {
+        (!group_alive(pid)).then_some(())
+    })
+    .await;
+    // The next extension (every 500 ms) after the failover learns it; the
+    // 30 s grace was not needed.
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let task = eventually(Duration::from_secs(20), "the task cancelled", || {
+        let client = client.clone();
+        async move { client.task(TaskId(1)).await.ok().filter(|t| t.status == Status::Cancelled) }
+    })
+    .await;
+    assert_eq!(task.result, None);
+}
+
+/// `submit --delay` and `--at` from the command line: the tasks are
+/// `scheduled` in `status --json` and carry their due time; a bad time is
+/// bad usage and submits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_delay_and_at_schedule_tasks_from_the_command_line() {
+    let cluster = ProcCluster::start(BIN, 3, FAST);
+    cluster.leader().await;
+    let now_ms = || {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64
+    };
+    let before = now_ms();
+    cluster.cli_ok(&["submit", "--delay", "30s", "delayed"]).await;
+    // Two days ahead, to the second, written by date(1) as RFC 3339.
+    let at_s = before / 1000 + 2 * 86_400;
+    let at = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{at_s}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    let at = String::from_utf8(at.stdout).unwrap();
+    cluster.cli_ok(&["submit", "--at", at.trim(), "at"]).await;
+    let bad = cluster.cli(&["submit", "--at", "tomorrow", "never"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    let status: serde_json::Value =
+        serde_json::from_str(&cluster.cli_ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(status["counts"]["scheduled"], 2, "{status}");
+    assert_eq!(status["counts"]["idle"], 0, "{status}");
+    let page: serde_json::Value =
+        serde_json::from_str(&cluster.cli_ok(&["tasks", "--status", "scheduled", "--json"]).await)
+            .unwrap();
+    let tasks = page["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{page}");
+    let due = tasks[0]["due_ms"].as_u64().unwrap();
+    assert!(due >= before + 30_000 && due <= now_ms() + 30_000, "{page}");
+    assert_eq!(tasks[1]["due_ms"], at_s * 1000, "{page}");
+    assert_eq!(tasks[1]["queue"], "default", "{page}");
 }

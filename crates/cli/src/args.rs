@@ -181,7 +181,8 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub no_extend: bool,
     /// Push mode: serve DoTask on --listen and register with the cluster instead of pulling.
-    #[arg(long, requires = "listen")]
+    /// A push worker is given tasks of every queue, so --queues does not apply.
+    #[arg(long, requires = "listen", conflicts_with = "queues")]
     pub push: bool,
     /// Push mode: the address to serve DoTask on (IP:port).
     #[arg(long, value_name = "ADDR")]
@@ -248,7 +249,7 @@ pub struct ReadArgs {
 pub struct TasksArgs {
     #[command(flatten)]
     pub read: ReadArgs,
-    /// Only tasks in this status: idle, scheduled, in_progress, completed or dead.
+    /// Only tasks in this status: idle, scheduled, in_progress, completed, dead or cancelled.
     #[arg(long)]
     pub status: Option<String>,
     /// Most tasks to list (1 to 1000); a page may hold fewer (8 MiB of data at most).

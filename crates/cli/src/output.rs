@@ -63,8 +63,13 @@ pub fn task_line(t: &Task) -> String {
     let result = t.result.as_deref().map(show).unwrap_or_default();
     let error = t.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default();
     let worker = t.worker.as_ref().map_or("-", |w| w.0.as_str());
+    // The queue only when it is not the default, so most lines stay short.
+    let queue = match t.queue.as_str() {
+        taskraft_core::DEFAULT_QUEUE => String::new(),
+        q => format!("  queue {q}"),
+    };
     format!(
-        "{:>6}  {:<11} attempt {}  worker {:<8} {:?} -> {:?}{}",
+        "{:>6}  {:<11}{queue} attempt {}  worker {:<8} {:?} -> {:?}{}",
         t.id.0,
         t.status.as_str(),
         t.attempt.0,

@@ -84,7 +84,7 @@ pub enum Command {
     Retry { task: TaskId, max_attempts: u32, now_ms: u64 },
     /// Make every scheduled task that is due at `now_ms` idle.
     Wake { now_ms: u64 },
-    /// Remove up to `max` completed or dead tasks that finished before
+    /// Remove up to `max` finished (completed, dead or cancelled) tasks that finished before
     /// `finished_before_ms` (the leader's clock minus the retention),
     /// longest-finished first. Unfinished tasks are never removed.
     Purge { finished_before_ms: u64, max: u32, now_ms: u64 },

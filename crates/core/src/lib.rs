@@ -24,7 +24,7 @@
 //! - a task reaches `completed` at most once, with the result of the lease
 //!   holder that completed it;
 //! - the counts by status always add up to the number of tasks;
-//! - a purge removes only completed or dead tasks, and ids are never reused.
+//! - a purge removes only finished (completed, dead or cancelled) tasks, and ids are never reused.
 //!
 //! Deliberately left out: payload size limits (the API checks them before a
 //! command is proposed) and the lease deadline policy after a leader change

@@ -1,6 +1,6 @@
 //! Pure retention arithmetic for the leader's purger.
 //!
-//! A completed or dead task is kept `retention_ms` after it finished (the
+//! A finished (completed, dead or cancelled) task is kept `retention_ms` after it finished (the
 //! leader's clock at the commit that finished it); after that the leader
 //! proposes `Purge` with the cutoff inside the command, so every replica
 //! removes the same rows. A retention of 0 keeps everything.

@@ -57,7 +57,7 @@ pub struct Counts {
     pub in_progress: u64,
     /// Finished with a result.
     pub completed: u64,
-    /// Out of attempts or cancelled.
+    /// Out of attempts.
     pub dead: u64,
     /// Waiting for their time (a delay, or a backoff after a failed attempt).
     pub scheduled: u64,
@@ -425,7 +425,7 @@ impl Table {
         }
     }
 
-    /// Removes up to `max` completed or dead tasks that finished before
+    /// Removes up to `max` finished (completed, dead or cancelled) tasks that finished before
     /// `before_ms`, longest-finished first, with their idempotency keys.
     /// Unfinished tasks are never touched: they are not in `finished`.
     fn purge(&mut self, before_ms: u64, max: u32, touched: &mut BTreeSet<TaskId>) -> Vec<TaskId> {

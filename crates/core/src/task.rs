@@ -41,7 +41,7 @@ pub enum Status {
     InProgress,
     /// Finished with a result; final.
     Completed,
-    /// Out of attempts or cancelled; final, with the last error kept.
+    /// Out of attempts; final (unless retried), with the last error kept.
     Dead,
     /// Waiting for its time: submitted with a delay, or backing off after a
     /// failed attempt. Never leased before `due_ms`; then idle.
@@ -79,7 +79,7 @@ pub struct Task {
     pub error: Option<String>,
     /// When the task was submitted (leader's clock, ms).
     pub submitted_ms: u64,
-    /// When the task became completed or dead (leader's clock, ms).
+    /// When the task became completed, dead or cancelled (leader's clock, ms).
     pub finished_ms: Option<u64>,
     /// While scheduled: the earliest time it may be leased (leader's clock, ms).
     pub due_ms: Option<u64>,
@@ -99,7 +99,7 @@ pub struct Task {
 }
 
 impl Task {
-    /// Whether the task reached a final status (completed or dead).
+    /// Whether the task reached a final status (completed, dead or cancelled).
     pub fn finished(&self) -> bool {
         matches!(self.status, Status::Completed | Status::Dead | Status::Cancelled)
     }
@@ -154,7 +154,10 @@ impl Status {
         }
     }
 
-    /// Parses `idle`, `in_progress`, `completed` or `dead`.
+    /// The names [`Status::parse`] takes, for error messages.
+    pub const CHOICES: &'static str = "idle, scheduled, in_progress, completed, dead or cancelled";
+
+    /// Parses a status name (one of [`Status::CHOICES`]).
     pub fn parse(s: &str) -> Option<Status> {
         match s {
             "idle" => Some(Status::Idle),

@@ -225,8 +225,15 @@ impl Dispatcher {
 
     async fn dispatch(&self, token: &CancellationToken, done: &mpsc::UnboundedSender<()>) {
         for (id, client, free) in self.board.reserve_free() {
-            let idle = self.applied.read().expect("applied lock").table.counts().idle;
-            let tasks = if idle == 0 {
+            // Idle tasks only in a paused or capped queue are not leasable:
+            // an `Assign` for them would write an empty entry, whose apply
+            // would wake this loop to write another.
+            let leasable = self.applied.read().expect("applied lock").table.leasable(
+                &[],
+                now_ms(),
+                self.settings.aging_ms,
+            );
+            let tasks = if !leasable {
                 Vec::new()
             } else {
                 let cmd = Command::Assign {

@@ -5,8 +5,9 @@
 //! this node leads, the waker sleeps until the earliest due time in the
 //! table and then proposes `Wake { now_ms }`; applying it wakes long-polling
 //! workers and the push dispatcher like any other write. (`Assign` also
-//! wakes what is due at its own time, so a worker asking at the right
-//! moment never waits for the waker.)
+//! wakes what is due at its own time, but workers and the dispatcher
+//! propose one only when an idle task is leasable, so it is the waker that
+//! makes a due task leasable.)
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -17,6 +17,7 @@ pub fn task_json(t: &Task) -> Value {
         "error": t.error,
         "key": t.key,
         "priority": t.priority,
+        "queue": t.queue,
         "submitted_ms": t.submitted_ms,
         "finished_ms": t.finished_ms,
         "due_ms": t.due_ms,

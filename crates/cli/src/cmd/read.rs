@@ -89,9 +89,7 @@ pub async fn tasks(args: TasksArgs) -> Result<(), Failure> {
     let status = match &args.status {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            Failure::Usage(anyhow!(
-                "unknown status {s:?}; use idle, scheduled, in_progress, completed or dead"
-            ))
+            Failure::Usage(anyhow!("unknown status {s:?}; use {}", Status::CHOICES))
         })?),
     };
     let client = super::client(&args.read.seeds)?;

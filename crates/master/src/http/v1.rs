@@ -128,14 +128,13 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Answer {
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "status {s:?}: use idle, scheduled, in_progress, completed or dead"
-            ))
-        })?),
-    };
+    let status =
+        match q.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!("status {s:?}: use {}", Status::CHOICES))
+            })?),
+        };
     let page =
         h.0.api
             .task_page(status, q.after.map(TaskId), q.limit.unwrap_or(100))
