@@ -52,6 +52,28 @@ fn a_failed_attempt_backs_off_then_runs_again() {
 }
 
 #[test]
+fn an_expired_lease_backs_off_like_a_failure() {
+    let mut t = Table::default();
+    let slow = NewTask {
+        retry_base_ms: Some(1000),
+        retry_max_ms: Some(1500),
+        max_attempts: 5,
+        ..task("s")
+    };
+    submit(&mut t, vec![slow]);
+    let first = assign(&mut t, "w01", 0).unwrap();
+    let expired = t.apply(Command::Expire { leases: vec![first], now_ms: 5000 });
+    assert_eq!(expired, Response::Expired(vec![first]));
+    let due = t.get(TaskId(1)).unwrap().due_ms.unwrap();
+    assert!((6000..=6250).contains(&due), "{due}");
+    assert_eq!(assign(&mut t, "w01", due - 1), None);
+    let second = assign(&mut t, "w01", due).unwrap();
+    t.apply(Command::Expire { leases: vec![second], now_ms: due + 10 });
+    let wait = t.get(TaskId(1)).unwrap().due_ms.unwrap() - (due + 10);
+    assert!((1500..=1875).contains(&wait), "capped at retry_max (plus jitter): {wait}");
+}
+
+#[test]
 fn a_running_task_cancelled_ends_at_its_workers_next_report() {
     let mut t = Table::default();
     submit(&mut t, vec![task("a"), task("b"), task("c")]);
