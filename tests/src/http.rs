@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -123,4 +123,32 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[end + 2 + size + 2..];
     }
     out
+}
+
+/// Test timing with leases that outlast any pause of a loaded machine, so
+/// that a lease held across a few calls is never taken back meanwhile.
+pub fn long_leases() -> String {
+    crate::cluster::FAST.replace("lease_timeout_ms = 1500", "lease_timeout_ms = 120000")
+}
+
+/// Submits `tasks` (a JSON array) over HTTP; returns their ids.
+pub async fn submit(addr: &str, token: Option<&str>, tasks: Value) -> Vec<u64> {
+    let r = post(addr, "/v1/tasks", token, &json!({ "tasks": tasks })).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+}
+
+/// Leases up to `max` tasks for `worker` over HTTP (a 2 s long poll).
+pub async fn lease(addr: &str, worker: &str, max: u32) -> Value {
+    let body = json!({ "worker": worker, "max": max, "wait_ms": 2000 });
+    let r = post(addr, "/v1/lease", None, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Posts a worker report to `path`; returns its `outcome`.
+pub async fn outcome(addr: &str, path: &str, body: Value) -> String {
+    let r = post(addr, path, None, &body).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()["outcome"].as_str().unwrap().to_string()
 }

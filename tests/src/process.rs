@@ -178,6 +178,12 @@ impl ProcCluster {
 
     /// Starts (or restarts) one master; its output is appended to `nodeN.log`.
     pub fn start_node(&mut self, id: NodeId) {
+        self.start_node_with(id, &[], &[]);
+    }
+
+    /// Like [`ProcCluster::start_node`], run through `wrapper` (a command
+    /// and its arguments, e.g. `faketime`) and with `args` added.
+    pub fn start_node_with(&mut self, id: NodeId, wrapper: &[&str], args: &[&str]) {
         let log = self.log_path(&format!("node{id}"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
         let routes: Vec<String> = self
@@ -188,11 +194,20 @@ impl ProcCluster {
                 ["--peer-route".to_string(), format!("{to}={}", proxy.addr)]
             })
             .collect();
-        let child = Command::new(&self.bin)
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(&self.bin),
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&self.bin);
+                cmd
+            }
+        };
+        let child = cmd
             .args(["master", "--config"])
             .arg(&self.config_path)
             .args(["--id", &id.to_string()])
             .args(routes)
+            .args(args)
             .env("RUST_LOG", "info,openraft=error,tarpc=error")
             .stdout(out.try_clone().expect("log"))
             .stderr(out)

@@ -105,7 +105,14 @@ async fn the_console_shows_the_leader_and_the_counts_in_a_real_browser() {
     let holder = format!("<td>holder-9</td><td>pull</td><td>1</td><td>#{held_task}</td>");
     assert!(dom.contains(&holder), "the workers table: {dom}");
     assert!(dom.contains("upstream said 503"), "the recent failures: {dom}");
-    assert!(dom.contains(&format!("node {follower} (follower")), "read from the follower: {dom}");
+    // Opened on the follower, it reads the leader's view (lag, push
+    // workers), and every master's own term.
+    let opened =
+        format!("node {leader} (leader, leader view); opened on node {follower} (follower)");
+    assert!(dom.contains(&opened), "read through the follower: {dom}");
+    let term = element_text(&dom, "term").expect("the cluster's term");
+    let terms = dom.matches(&format!("<td class=\"term\">{term}</td>")).count();
+    assert_eq!(terms, 3, "each master's term in the members table: {dom}");
     assert!(dom.contains("class=\"role-leader\""), "the members table marks the leader: {dom}");
 
     // Without the token the page loads but shows no data.

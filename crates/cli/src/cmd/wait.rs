@@ -18,9 +18,11 @@ const POLL: Duration = Duration::from_millis(200);
 fn line(c: &Counts) -> String {
     let scheduled =
         if c.scheduled > 0 { format!(", {} scheduled", c.scheduled) } else { String::new() };
+    let cancelled =
+        if c.cancelled > 0 { format!(", {} cancelled", c.cancelled) } else { String::new() };
     format!(
-        "{}/{} done ({} completed, {} dead, {} in progress, {} idle{scheduled})",
-        c.completed + c.dead,
+        "{}/{} done ({} completed, {} dead, {} in progress, {} idle{scheduled}{cancelled})",
+        c.total() - c.unfinished(),
         c.total(),
         c.completed,
         c.dead,
@@ -44,7 +46,7 @@ pub async fn run(args: WaitArgs) -> Result<(), Failure> {
         let c = client.status().await?.counts;
         let text = line(&c);
         bar.set_length(c.total());
-        bar.set_position(c.completed + c.dead);
+        bar.set_position(c.total() - c.unfinished());
         bar.set_message(format!("{} in progress, {} idle, {} dead", c.in_progress, c.idle, c.dead));
         if plain && text != last_line {
             eprintln!("{text}");

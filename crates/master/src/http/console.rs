@@ -1,7 +1,9 @@
 //! The web console: one self-contained page at `/` (no CDN, no build step)
 //! and its data at `/v1/console`, which every node answers from its own
 //! view, so the page stays live while the leader changes. The leader adds
-//! what only it knows: member lag and push workers.
+//! what only it knows: member lag and push workers; a page opened on a
+//! follower therefore reads the leader's view when the leader answers, and
+//! each master's own term from its `/readyz`.
 //!
 //! The page lists every node's console URL; when the node it reads from
 //! stops answering it moves to the next one (CORS allows exactly the
