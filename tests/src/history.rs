@@ -9,7 +9,7 @@
 //! `fenced` (an applied refusal: stale, duplicate, cancelled), `error`
 //! (it did not take effect) or `unknown` (it may have).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use taskraft_core::{Status, Task};
@@ -37,8 +37,14 @@ pub struct Op {
 pub enum F {
     /// A submit of one task with a unique payload; `id` once acknowledged.
     Submit { data: String, key: Option<String>, id: Option<u64> },
+    /// A lease request; `tasks` holds the (task, attempt) pairs it got.
+    Lease { tasks: Vec<(u64, u32)> },
     /// A completion of `task`'s attempt `attempt` with `result`.
     Complete { task: u64, attempt: u32, result: String },
+    /// A failure report for `task`'s attempt `attempt`.
+    Fail { task: u64, attempt: u32 },
+    /// A lease extension for `task`'s attempt `attempt`.
+    Extend { task: u64, attempt: u32 },
     /// A fault the nemesis injected (or healed).
     Fault { what: String },
 }
@@ -64,7 +70,8 @@ pub struct Verdict {
     /// Tasks whose completion was acknowledged (`ok`) more than once.
     pub completed_twice: Vec<u64>,
     /// Completed tasks whose recorded result is not the one sent for their
-    /// current attempt (a stale lease's result was recorded).
+    /// current attempt (a stale lease's result was recorded), or, for a
+    /// push worker's task, not its data upper-cased.
     pub stale_recorded: Vec<u64>,
     /// Keys held by more than one task.
     pub keyed_twice: Vec<String>,
@@ -73,7 +80,9 @@ pub struct Verdict {
     pub unknown_present: u64,
     pub unknown_absent: u64,
     pub unknown_twice: Vec<String>,
-    /// The longest time between two successful writes.
+    /// The longest time between two successful writes while clients had
+    /// something to write (up to the end of the faults: afterwards the
+    /// producers stop and only what is left is drained).
     pub longest_write_gap_ms: u64,
 }
 
@@ -116,6 +125,18 @@ pub fn parse(text: &str) -> Result<Vec<Op>, String> {
 
 /// Holds `history` and the final `table` to the guarantees.
 pub fn verdict(history: &[Op], table: &[Task]) -> Verdict {
+    verdict_with(history, table, &BTreeSet::new(), u64::MAX)
+}
+
+/// Like [`verdict`], where tasks completed by the `push` workers (which
+/// run the `upper` handler, outside the history) must hold their data
+/// upper-cased, and write gaps count up to `load_until_ms` only.
+pub fn verdict_with(
+    history: &[Op],
+    table: &[Task],
+    push: &BTreeSet<String>,
+    load_until_ms: u64,
+) -> Verdict {
     let mut v = Verdict::default();
     let by_id: BTreeMap<u64, &Task> = table.iter().map(|t| (t.id.0, t)).collect();
     let mut by_data: BTreeMap<&[u8], u64> = BTreeMap::new();
@@ -156,6 +177,12 @@ pub fn verdict(history: &[Op], table: &[Task]) -> Verdict {
     v.completed_twice = accepted.iter().filter(|(_, ops)| ops.len() > 1).map(|(t, _)| *t).collect();
     for t in table.iter().filter(|t| t.status == Status::Completed) {
         let recorded = t.result.as_deref().unwrap_or_default();
+        if t.worker.as_ref().is_some_and(|w| push.contains(&w.0)) {
+            if recorded != t.data.to_ascii_uppercase() {
+                v.stale_recorded.push(t.id.0);
+            }
+            continue;
+        }
         // The result must be one sent for the task's current attempt.
         let sent_for_current = history.iter().any(|op| {
             matches!(&op.f, F::Complete { task, attempt, result }
@@ -165,6 +192,7 @@ pub fn verdict(history: &[Op], table: &[Task]) -> Verdict {
             v.stale_recorded.push(t.id.0);
         }
     }
+    writes.retain(|at| *at <= load_until_ms);
     writes.sort_unstable();
     v.longest_write_gap_ms = writes.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     v
@@ -237,6 +265,10 @@ mod tests {
         assert!(v.ok(), "{}", v.summary());
         assert_eq!((v.acknowledged, v.found, v.unknown_present), (2, 2, 1));
         assert_eq!(v.longest_write_gap_ms, 20, "writes returned at 1, 11, 31 and 51 ms");
+        let early = verdict_with(&history, &table, &BTreeSet::new(), 31);
+        assert_eq!(early.longest_write_gap_ms, 20, "the gap from 11 to 31 ms counts");
+        let earlier = verdict_with(&history, &table, &BTreeSet::new(), 30);
+        assert_eq!(earlier.longest_write_gap_ms, 10, "writes at 1 and 11 ms only");
         let text: String =
             history.iter().map(|op| serde_json::to_string(op).unwrap() + "\n").collect();
         assert_eq!(parse(&text).unwrap(), history);
@@ -269,6 +301,18 @@ mod tests {
         let v = verdict(&history, &table);
         assert_eq!(v.stale_recorded, vec![2]);
         assert!(!v.ok());
+    }
+
+    #[test]
+    fn a_push_workers_result_must_be_its_data_upper_cased() {
+        let (history, mut table) = clean();
+        table.push(task(4, "d", None, 1, Some("D")));
+        table[3].worker = Some(WorkerId("push-1".into()));
+        let push = BTreeSet::from(["push-1".to_string()]);
+        assert!(verdict_with(&history, &table, &push, u64::MAX).ok());
+        table[3].result = Some(b"d".to_vec());
+        assert_eq!(verdict_with(&history, &table, &push, u64::MAX).stale_recorded, vec![4]);
+        assert_eq!(verdict(&history, &table).stale_recorded, vec![4], "not in the history");
     }
 
     #[test]

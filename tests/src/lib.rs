@@ -4,7 +4,9 @@
 //!   own sled dir and ports bound on 127.0.0.1:0), stopped and restarted at will;
 //! - [`ProcCluster`]: masters as child processes of the real binary, for
 //!   SIGKILL / SIGSTOP / SIGCONT;
-//! - [`story::Story`]: a cluster under a checked load, for fault stories.
+//! - [`story::Story`]: a cluster under a checked load, for fault stories;
+//! - [`nemesis`]: random faults for minutes against recording clients,
+//!   and a checker over the whole history ([`history`]).
 //!
 //! Both wait on conditions with deadlines, never on fixed sleeps alone.
 
@@ -12,6 +14,7 @@ pub mod check;
 pub mod cluster;
 pub mod history;
 pub mod http;
+pub mod nemesis;
 pub mod process;
 pub mod proxy;
 pub mod story;

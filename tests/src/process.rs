@@ -181,9 +181,9 @@ impl ProcCluster {
         self.start_node_with(id, &[], &[]);
     }
 
-    /// Like [`ProcCluster::start_node`], run through `wrapper` (a command
-    /// and its arguments, e.g. `faketime`) and with `args` added.
-    pub fn start_node_with(&mut self, id: NodeId, wrapper: &[&str], args: &[&str]) {
+    /// Like [`ProcCluster::start_node`], with `env` set (e.g. libfaketime's
+    /// `LD_PRELOAD` and `FAKETIME`) and `args` added.
+    pub fn start_node_with(&mut self, id: NodeId, env: &[(&str, &str)], args: &[&str]) {
         let log = self.log_path(&format!("node{id}"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
         let routes: Vec<String> = self
@@ -194,20 +194,13 @@ impl ProcCluster {
                 ["--peer-route".to_string(), format!("{to}={}", proxy.addr)]
             })
             .collect();
-        let mut cmd = match wrapper.split_first() {
-            None => Command::new(&self.bin),
-            Some((first, rest)) => {
-                let mut cmd = Command::new(first);
-                cmd.args(rest).arg(&self.bin);
-                cmd
-            }
-        };
-        let child = cmd
+        let child = Command::new(&self.bin)
             .args(["master", "--config"])
             .arg(&self.config_path)
             .args(["--id", &id.to_string()])
             .args(routes)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,openraft=error,tarpc=error")
             .stdout(out.try_clone().expect("log"))
             .stderr(out)

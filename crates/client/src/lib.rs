@@ -59,6 +59,9 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// The cluster token every connection proves.
     pub token: Credentials,
+    /// Dial the second address instead of the first (a proxy in between,
+    /// as fault tests put one); addresses not listed are dialled as they are.
+    pub routes: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +72,7 @@ impl Default for ClientOptions {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
             token: Credentials::default(),
+            routes: Default::default(),
         }
     }
 }

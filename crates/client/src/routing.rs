@@ -90,7 +90,8 @@ impl Client {
         if let Some(c) = self.state.lock().expect("client lock").conns.get(addr) {
             return Ok(c.clone());
         }
-        let t = transport::connect(addr, self.options.call_timeout, &self.options.token).await?;
+        let dial = self.options.routes.get(addr).map_or(addr, String::as_str);
+        let t = transport::connect(dial, self.options.call_timeout, &self.options.token).await?;
         let c = ClientServiceClient::new(tarpc::client::Config::default(), t).spawn();
         self.state.lock().expect("client lock").conns.insert(addr.to_owned(), c.clone());
         Ok(c)
