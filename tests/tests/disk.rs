@@ -1,7 +1,8 @@
 //! Disk faults on real master processes: a disk that fills up stops the
 //! master (fail-stop) and, once space is freed, a restart recovers it with
-//! nothing acknowledged lost; a damaged Raft log file is refused at start,
-//! the node never serves from it, and it is replaced as the error says.
+//! nothing acknowledged lost; a damaged Raft log file, or a table file that
+//! lost writes the log no longer holds, is refused at start, the node never
+//! serves from it, and it is replaced as the error says.
 //!
 //! The full disk is a size-limited tmpfs mounted on the node's data dir: the
 //! test needs root, as CI has (it fails, never skips, without it).
@@ -148,4 +149,63 @@ async fn a_damaged_log_file_is_refused_at_start_and_the_node_is_replaced_as_the_
         eventually(Duration::from_secs(10), "the victim's report", || cluster.report(VICTIM)).await;
     assert_eq!(report.digest, digest);
     assert_eq!(report.counts.total(), 260);
+}
+
+/// The table's file (sled's `db` in the data dir) damaged while a master
+/// is down, after its log was purged behind a snapshot: a byte flipped in
+/// the middle, late in the file, or the file cut short. sled recovers such
+/// a file to an older state without a word; the master sees its table
+/// behind the start of its log, refuses to start with what to do, and the
+/// others carry on. (With the log still covering the table, the table is
+/// simply replayed: the earlier tests restart masters that way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_table_file_is_refused_at_start_and_the_others_carry_on() {
+    for damage in ["flip", "flip-late", "cut"] {
+        let mut cluster = taskraft_tests::TestCluster::start(3).await;
+        let leader = cluster.leader().await;
+        let client = cluster.client();
+        for i in 0..30 {
+            client.submit(tasks(&format!("{damage}{i}"), 2)).await.expect("submit");
+        }
+        let digest = cluster.converged().await;
+        let victim = cluster.running().into_iter().find(|id| *id != leader).unwrap();
+        let raft = cluster.node(victim).raft.clone();
+        raft.trigger().snapshot().await.unwrap();
+        let index = cluster.applied_index(victim);
+        eventually(Duration::from_secs(10), "snapshot built", || async {
+            raft.metrics().borrow().snapshot.is_some_and(|s| s.index >= index).then_some(())
+        })
+        .await;
+        raft.trigger().purge_log(index).await.unwrap();
+        eventually(Duration::from_secs(10), "log purged", || async {
+            raft.metrics().borrow().purged.is_some_and(|p| p.index >= index).then_some(())
+        })
+        .await;
+        cluster.stop(victim).await;
+
+        let db = cluster.config.node(victim).unwrap().data_dir.join("db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        let len = bytes.len();
+        match damage {
+            "flip" => bytes[len / 2] ^= 0x10,
+            "flip-late" => bytes[len * 9 / 10] ^= 0x10,
+            _ => bytes.truncate(len / 3),
+        }
+        std::fs::write(&db, bytes).unwrap();
+        // The sled lock of the stopped node is released asynchronously.
+        let refused = eventually(Duration::from_secs(10), "the start refused", || async {
+            let e = taskraft_master::Node::start(&cluster.config, victim, Default::default())
+                .await
+                .err()?
+                .to_string();
+            (!e.contains("lock")).then_some(e)
+        })
+        .await;
+        assert!(refused.contains("is damaged: its table is at"), "{damage}: {refused}");
+        assert!(refused.contains("taskraft member remove"), "{damage}: {refused}");
+        // The two others still commit, and still agree.
+        client.submit(tasks("after", 1)).await.expect("the others commit");
+        assert_ne!(cluster.converged().await, digest);
+        cluster.shutdown().await;
+    }
 }

@@ -56,14 +56,16 @@ pub enum OpenError {
     #[error("the data dir {dir} has storage format {found}; this taskraft reads format {FORMAT}. Drain the cluster with the build that wrote it (taskraft wait), then start this build on empty data dirs")]
     Format { dir: String, found: u32 },
     /// The Raft log cannot be read back.
-    #[error("{source}. This node will not start on a log it cannot trust (it could vote with entries it lost). Move the data dir {dir} aside and replace the node: `taskraft member remove ID`, start it on an empty data dir, then `taskraft member add ID`; it catches up from the leader")]
+    #[error("{source}. This node will not start on a log it cannot trust (it could vote with entries it lost). {REPLACE} (data dir {dir})")]
     Log { dir: String, source: wal::WalError },
-    /// A stored row cannot be decoded: the directory is corrupt.
-    #[error(
-        "the data dir {dir} is corrupt ({what}); wipe it and let the node catch up from the leader"
-    )]
+    /// The table cannot be read back, or lost writes the log no longer holds.
+    #[error("the data dir {dir} is damaged: {what}. This node will not start on a table it cannot trust. {REPLACE}")]
     Corrupt { dir: String, what: String },
 }
+
+/// What to do with a damaged data dir: the blank-node rule refuses a wiped
+/// member until it is replaced (docs/operations.md, "Replace a master").
+const REPLACE: &str = "Move the data dir aside and replace the node: `taskraft member remove ID`, start it on an empty data dir, then `taskraft member add ID`; it catches up from the leader";
 
 /// Opens (or creates) a node's store in `dir` for the cluster `cluster_name`;
 /// its fsyncs, applies and snapshots are counted on `metrics`.
@@ -77,9 +79,19 @@ pub fn open(
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     let wal = wal::Wal::open(&dir.join(WAL_DIR), metrics.clone())
         .map_err(|source| OpenError::Log { dir: shown.clone(), source })?;
+    let (_, purged) = wal.log_state();
     let log = LogStore::new(wal, metrics.clone());
     let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir, metrics)
         .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
+    // The table is flushed before the log it covers may be purged, so it is
+    // never behind the log's start, unless its file lost flushed writes
+    // (sled recovers a damaged or cut file to an older state, silently).
+    let applied = sm.applied().read().expect("applied lock").last_applied;
+    if let Some(purged) = purged.filter(|p| applied.is_none_or(|a| a.index < p.index)) {
+        let at = applied.map_or("no entry".to_string(), |a| format!("log index {}", a.index));
+        let what = format!("its table is at {at}, but the log starts after index {}: the table's file lost writes it had flushed (damaged or cut short), and the log cannot replay them", purged.index);
+        return Err(OpenError::Corrupt { dir: shown, what });
+    }
     Ok((log, sm))
 }
 

@@ -44,7 +44,7 @@ fn corrupt_task_row_is_detected_at_open() {
         db.flush().unwrap();
     }
     let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
-    assert!(err.to_string().contains("is corrupt (task row"), "{err}");
+    assert!(err.to_string().contains("is damaged: task row"), "{err}");
 }
 
 #[test]
