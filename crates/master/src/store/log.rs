@@ -1,8 +1,9 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` on the node's [`Wal`].
 //!
 //! Every write returns after its fsync (on this thread: see the log's
-//! writer for why; appends inside `block_in_place`); `append` reports to openraft's callback only then, so an
-//! entry this node acknowledges survives its crash. The committed id is a
+//! writer for why; appends inside `block_in_place`); `append` reports to
+//! openraft's callback only then, so an entry this node acknowledges
+//! survives its crash. The committed id is a
 //! hint that rides with the next fsync.
 
 use std::fmt::Debug;
@@ -21,6 +22,9 @@ use crate::metrics::Metrics;
 pub struct LogStore {
     wal: Arc<Wal>,
     metrics: Arc<Metrics>,
+    /// Whether the store was opened on tokio's multi-thread runtime, where
+    /// an append may block its worker thread (`block_in_place`).
+    multi_thread: bool,
 }
 
 fn write_err(e: std::io::Error) -> StorageError<NodeId> {
@@ -29,7 +33,9 @@ fn write_err(e: std::io::Error) -> StorageError<NodeId> {
 
 impl LogStore {
     pub(super) fn new(wal: Wal, metrics: Arc<Metrics>) -> LogStore {
-        LogStore { wal: Arc::new(wal), metrics }
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        LogStore { wal: Arc::new(wal), metrics, multi_thread }
     }
 
     /// Whether this node has never voted, nor held a log entry: a data dir
@@ -106,18 +112,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // elections and a master at 4 GB during a 1,000,000-task load).
         let wal = &self.wal;
         let write = || wal.write(Op::Entries(entries));
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let written = if multi_thread { tokio::task::block_in_place(write) } else { write() };
+        let written = if self.multi_thread { tokio::task::block_in_place(write) } else { write() };
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
-                let shown = std::io::Error::new(e.kind(), e.to_string());
-                callback.log_io_completed(Err(shown));
-                Err(write_err(e))
+                let error = StorageIOError::write_logs(&e).into();
+                callback.log_io_completed(Err(e));
+                Err(error)
             }
         }
     }

@@ -176,7 +176,6 @@ impl Wal {
         let writer = writer::Writer {
             dir: dir.to_owned(),
             shared: shared.clone(),
-            head,
             metrics,
             segment_bytes: limits.segment_bytes,
             file,

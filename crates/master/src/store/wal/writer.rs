@@ -42,10 +42,18 @@ pub struct Head {
     pub purged: Option<LogId<NodeId>>,
 }
 
+impl Head {
+    /// The log's state now. (`Wal::write` updates it before the writer
+    /// runs, so a new segment's head already holds the write in hand; its
+    /// frame then repeats it, which reads the same.)
+    fn of(shared: &Shared) -> Head {
+        Head { vote: shared.vote, committed: shared.committed, purged: shared.purged }
+    }
+}
+
 pub struct Writer {
     pub dir: PathBuf,
     pub shared: Arc<Mutex<Shared>>,
-    pub head: Head,
     pub metrics: Arc<Metrics>,
     pub segment_bytes: u64,
     /// The segment being written, its number and length.
@@ -94,13 +102,13 @@ impl Writer {
     /// entries are and drops segments that a purge emptied. A committed id
     /// is only remembered: it rides with the next frame.
     fn write(&mut self, op: &Op) -> std::io::Result<()> {
-        if let Op::Committed(c) = op {
-            self.head.committed = *c;
+        if let Op::Committed(_) = op {
             return Ok(());
         }
         let started = Instant::now();
+        let committed = self.shared.lock().committed;
         let mut frame = FrameBuf::new();
-        frame.push(&RecordRef::Committed(&self.head.committed));
+        frame.push(&RecordRef::Committed(&committed));
         let mut placed = Vec::new();
         let mut purge = false;
         match op {
@@ -113,13 +121,9 @@ impl Writer {
             Op::Truncate(index) => drop(frame.push(&RecordRef::Truncate(*index))),
             Op::Purge(log_id) => {
                 frame.push(&RecordRef::Purge(log_id));
-                self.head.purged = Some(*log_id);
                 purge = true;
             }
-            Op::Vote(vote) => {
-                frame.push(&RecordRef::Vote(vote));
-                self.head.vote = Some(*vote);
-            }
+            Op::Vote(vote) => drop(frame.push(&RecordRef::Vote(vote))),
             Op::Committed(_) => {}
         }
         let bytes = frame.finish();
@@ -148,7 +152,8 @@ impl Writer {
     /// Closes the current segment and starts the next.
     fn roll(&mut self) -> std::io::Result<()> {
         let seq = self.seq + 1;
-        let (file, len) = create_segment(&self.dir, seq, &self.head)?;
+        let head = Head::of(&self.shared.lock());
+        let (file, len) = create_segment(&self.dir, seq, &head)?;
         let reader = File::open(self.dir.join(segment_name(seq)))?;
         self.shared
             .lock()
@@ -162,7 +167,7 @@ impl Writer {
     /// current segment stays; every later segment begins with the state the
     /// deleted ones recorded.
     fn drop_purged(&self, shared: &mut Shared) {
-        let Some(purged) = self.head.purged else { return };
+        let Some(purged) = shared.purged else { return };
         while let Some((&seq, seg)) = shared.segments.first_key_value() {
             if seq == self.seq || seg.max_index.is_some_and(|m| m > purged.index) {
                 break;
