@@ -191,6 +191,12 @@ impl Table {
         self.next_id
     }
 
+    /// Finished tasks (completed, dead or cancelled), the most recently
+    /// finished first.
+    pub fn finished_newest_first(&self) -> impl Iterator<Item = &Task> + '_ {
+        self.finished.iter().rev().filter_map(|(_, id)| self.tasks.get(id))
+    }
+
     /// When the longest-finished task still in the table finished (ms), if any.
     pub fn oldest_finished_ms(&self) -> Option<u64> {
         self.finished.first().map(|(ms, _)| *ms)

@@ -183,6 +183,7 @@ impl StateMachine {
         }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
         let table = Table::from_parts(next_id, rows, workers).with_queue_settings(queues);
+        metrics.recent.seed(&table);
         let applied = Applied { table, last_applied, membership };
         Ok(StateMachine {
             tree,
