@@ -223,9 +223,12 @@ impl World {
                 let n = self.resolve(target).await;
                 self.rec.fault(format!("replace {n}"));
                 self.cluster.wipe(n);
-                self.cli(&["member", "remove", &n.to_string()]).await?;
+                // Membership commands are idempotent: a try that ran out of
+                // time during a leader change is simply made again.
+                let removed = self.cli_retried(&["member", "remove", &n.to_string()]).await;
                 self.start_master(n);
-                self.cli(&["member", "add", &n.to_string(), "--timeout", "60s"]).await?;
+                removed?;
+                self.cli_retried(&["member", "add", &n.to_string(), "--timeout", "60s"]).await?;
                 self.rec.fault(format!("replaced {n}"));
             }
         }
@@ -285,6 +288,19 @@ impl World {
         for w in self.workers.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(20), w.task).await;
         }
+    }
+
+    /// [`World::cli`], made up to three times until it succeeds.
+    async fn cli_retried(&self, args: &[&str]) -> Result<String, String> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.cli(args).await {
+                Ok(out) => return Ok(out),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(last)
     }
 
     /// Runs a CLI command against the cluster, bounded in time.

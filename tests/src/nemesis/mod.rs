@@ -172,7 +172,7 @@ pub async fn run(options: Options) -> Report {
         }
         tokio::time::sleep(gap).await;
         if skewed_led == Some(false) && started.elapsed() > options.duration / 2 {
-            skewed_led = Some(world.make_skewed_lead(8).await);
+            skewed_led = Some(world.make_skewed_lead(12).await);
         }
         if let Err(e) = world.inject(fault).await {
             errors.push(e);
