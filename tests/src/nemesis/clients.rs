@@ -16,18 +16,47 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::{Op, Ret, F};
 
-/// Every operation of a run, timed from its start.
+/// Every operation of a run, timed from its start, kept in memory and,
+/// when given a file, written to it line by line as it returns (so a run
+/// that dies still leaves its history).
 pub struct Recorder {
     start: Instant,
     ops: Mutex<Vec<Op>>,
+    file: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     /// A master's client address → its id, to name the node that answered.
     nodes: BTreeMap<String, u64>,
 }
 
 impl Recorder {
-    /// A recorder for a cluster whose masters answer at `nodes`.
-    pub fn new(nodes: BTreeMap<String, u64>) -> Arc<Recorder> {
-        Arc::new(Recorder { start: Instant::now(), ops: Mutex::new(Vec::new()), nodes })
+    /// A recorder for a cluster whose masters answer at `nodes`, writing
+    /// the history to `file` if given.
+    pub fn new(nodes: BTreeMap<String, u64>, file: Option<&std::path::Path>) -> Arc<Recorder> {
+        let file = file.and_then(|path| std::fs::File::create(path).ok());
+        Arc::new(Recorder {
+            start: Instant::now(),
+            ops: Mutex::new(Vec::new()),
+            file: Mutex::new(file.map(std::io::BufWriter::new)),
+            nodes,
+        })
+    }
+
+    fn push(&self, op: Op) {
+        if let Some(file) = self.file.lock().as_mut() {
+            use std::io::Write;
+            let line = serde_json::to_string(&op).expect("an op is JSON");
+            let _ = writeln!(file, "{line}");
+            if matches!(op.f, F::Fault { .. }) {
+                let _ = file.flush();
+            }
+        }
+        self.ops.lock().push(op);
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&self) {
+        if let Some(file) = self.file.lock().as_mut() {
+            let _ = std::io::Write::flush(file);
+        }
     }
 
     /// Milliseconds since the run began.
@@ -39,7 +68,7 @@ impl Recorder {
     pub fn record(&self, process: &str, f: F, invoke_ms: u64, client: &Client, ret: Ret) {
         let node = client.leader().and_then(|a| self.nodes.get(&a).copied());
         let op = Op { process: process.into(), f, invoke_ms, return_ms: self.now_ms(), node, ret };
-        self.ops.lock().push(op);
+        self.push(op);
     }
 
     /// A fault (or its end), as the nemesis saw it.
@@ -53,7 +82,7 @@ impl Recorder {
             node: None,
             ret: Ret::Ok,
         };
-        self.ops.lock().push(op);
+        self.push(op);
     }
 
     /// Every operation so far, in the order they returned.

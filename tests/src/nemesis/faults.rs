@@ -47,6 +47,7 @@ impl World {
         groups: usize,
         skew: Option<(NodeId, String)>,
         seed: u64,
+        history: Option<&std::path::Path>,
     ) -> World {
         let mut client_proxies = Vec::new();
         for _ in 0..groups {
@@ -62,7 +63,7 @@ impl World {
             .into_iter()
             .map(|id| (cluster.config.node(id).expect("node").client_addr.clone(), id))
             .collect();
-        let rec = Recorder::new(nodes);
+        let rec = Recorder::new(nodes, history);
         World {
             cluster,
             client_proxies,
@@ -148,23 +149,27 @@ impl World {
         best.map(|(_, id)| id)
     }
 
-    /// The node a fault hits.
-    async fn resolve(&self, target: Target) -> NodeId {
+    /// The node a fault hits: the leader, or a follower (any running
+    /// master when the one asked for is not there).
+    async fn resolve(&self, target: Target) -> Result<NodeId, String> {
         let leader = self.leader().await;
+        let running = self.cluster.running();
         let followers: Vec<NodeId> =
-            self.cluster.running().into_iter().filter(|id| Some(*id) != leader).collect();
-        match (target, leader) {
-            (Target::Leader, Some(l)) => l,
-            (Target::Leader, None) => followers[0],
-            (Target::Follower(i), _) => followers[i % followers.len()],
-        }
+            running.iter().copied().filter(|id| Some(*id) != leader).collect();
+        let pick = |list: &[NodeId], i: usize| list.get(i % list.len().max(1)).copied();
+        let node = match (target, leader) {
+            (Target::Leader, Some(l)) => Some(l),
+            (Target::Leader, None) => pick(&running, 0),
+            (Target::Follower(i), _) => pick(&followers, i).or_else(|| pick(&running, i)),
+        };
+        node.ok_or_else(|| "no master is running to inject a fault into".to_string())
     }
 
     /// Injects `fault`, waits its time, and heals it.
     pub async fn inject(&mut self, fault: Fault) -> Result<(), String> {
         match fault {
             Fault::Kill { target, down } => {
-                let n = self.resolve(target).await;
+                let n = self.resolve(target).await?;
                 self.rec.fault(format!("kill {n}"));
                 self.cluster.kill(n);
                 tokio::time::sleep(down).await;
@@ -172,7 +177,7 @@ impl World {
                 self.rec.fault(format!("restart {n}"));
             }
             Fault::Pause { target, down } => {
-                let n = self.resolve(target).await;
+                let n = self.resolve(target).await?;
                 self.rec.fault(format!("pause {n}"));
                 self.cluster.node(n).signal("STOP");
                 tokio::time::sleep(down).await;
@@ -180,7 +185,7 @@ impl World {
                 self.rec.fault(format!("resume {n}"));
             }
             Fault::Isolate { target, down, blackhole } => {
-                let n = self.resolve(target).await;
+                let n = self.resolve(target).await?;
                 let mode = if blackhole { Mode::Blackhole } else { Mode::Cut };
                 self.rec.fault(format!("isolate {n} ({mode:?})"));
                 self.cluster.isolate(n, mode);
@@ -189,7 +194,7 @@ impl World {
                 self.rec.fault("heal".into());
             }
             Fault::OneWay { target, down } => {
-                let n = self.resolve(target).await;
+                let n = self.resolve(target).await?;
                 self.rec.fault(format!("cut links from {n}"));
                 for m in self.cluster.running().into_iter().filter(|m| *m != n) {
                     self.cluster.link(n, m, Mode::Cut);
@@ -199,7 +204,7 @@ impl World {
                 self.rec.fault("heal".into());
             }
             Fault::ClientCut { target, group, down } => {
-                let n = self.resolve(target).await;
+                let n = self.resolve(target).await?;
                 self.rec.fault(format!("cut client group {group} from {n}"));
                 self.client_proxies[group][&n].set(Mode::Cut);
                 tokio::time::sleep(down).await;
@@ -220,7 +225,7 @@ impl World {
                 self.rec.fault("restart push worker".into());
             }
             Fault::Replace { target } => {
-                let n = self.resolve(target).await;
+                let n = self.resolve(target).await?;
                 self.rec.fault(format!("replace {n}"));
                 self.cluster.wipe(n);
                 // Membership commands are idempotent: a try that ran out of

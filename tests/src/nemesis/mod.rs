@@ -141,7 +141,13 @@ pub async fn run(options: Options) -> Report {
     let bin = options.bin.to_string_lossy().into_owned();
     let cluster = ProcCluster::start_proxied(&bin, 3, TIMING).await;
     cluster.leader().await;
-    let mut world = World::new(cluster, GROUPS, options.skew.clone(), options.seed).await;
+    if let Some(out) = &options.out {
+        let _ = std::fs::create_dir_all(out);
+    }
+    let history_file = options.out.as_ref().map(|out| out.join("history.jsonl"));
+    let mut world =
+        World::new(cluster, GROUPS, options.skew.clone(), options.seed, history_file.as_deref())
+            .await;
     if let Some((id, _)) = options.skew.clone() {
         world.cluster.kill(id);
         world.start_master(id);
@@ -175,7 +181,10 @@ pub async fn run(options: Options) -> Report {
             skewed_led = Some(world.make_skewed_lead(12).await);
         }
         if let Err(e) = world.inject(fault).await {
-            errors.push(e);
+            errors.push(format!("{} ms: {e}", world.rec.now_ms()));
+            if let Some(out) = &options.out {
+                save_logs(out, &world.cluster);
+            }
         }
         *faults.entry(fault.kind()).or_default() += 1;
         if let (Some(false), Some((id, _))) = (skewed_led, &options.skew) {
@@ -229,7 +238,8 @@ pub async fn run(options: Options) -> Report {
         max_gap: options.max_gap,
     };
     if let Some(out) = &options.out {
-        save(out, &world.cluster, &history, &report);
+        world.rec.flush();
+        save(out, &world.cluster, &report);
     }
     report
 }
@@ -255,22 +265,16 @@ async fn replicas(cluster: &ProcCluster) -> Vec<(NodeId, u64, Option<u64>)> {
     }
 }
 
-/// Writes the history (one JSON object per line), the summary, and the
-/// masters' logs into `out`.
-fn save(
-    out: &std::path::Path,
-    cluster: &ProcCluster,
-    history: &[crate::history::Op],
-    report: &Report,
-) {
-    let _ = std::fs::create_dir_all(out);
-    let lines: String =
-        history.iter().map(|op| serde_json::to_string(op).expect("an op is JSON") + "\n").collect();
-    let _ = std::fs::write(out.join("history.jsonl"), lines);
+/// Writes the summary and the masters' logs into `out` (the history is
+/// already there, written as it was recorded).
+fn save(out: &std::path::Path, cluster: &ProcCluster, report: &Report) {
     let _ = std::fs::write(out.join("summary.txt"), report.summary() + "\n");
-    for id in 1..=3 {
-        let name = format!("node{id}");
-        let _ = std::fs::write(out.join(format!("{name}.log")), cluster.log(&name));
+    save_logs(out, cluster);
+}
+
+/// Copies the masters' and the push worker's logs into `out`.
+fn save_logs(out: &std::path::Path, cluster: &ProcCluster) {
+    for name in ["node1", "node2", "node3", "push-1"] {
+        let _ = std::fs::write(out.join(format!("{name}.log")), cluster.log(name));
     }
-    let _ = std::fs::write(out.join("push-1.log"), cluster.log("push-1"));
 }
