@@ -193,6 +193,10 @@ pub fn verdict_with(
         }
     }
     writes.retain(|at| *at <= load_until_ms);
+    // The load's end counts as a point: writes that stop early are a gap too.
+    if load_until_ms != u64::MAX {
+        writes.push(load_until_ms);
+    }
     writes.sort_unstable();
     v.longest_write_gap_ms = writes.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     v
@@ -268,7 +272,7 @@ mod tests {
         let early = verdict_with(&history, &table, &BTreeSet::new(), 31);
         assert_eq!(early.longest_write_gap_ms, 20, "the gap from 11 to 31 ms counts");
         let earlier = verdict_with(&history, &table, &BTreeSet::new(), 30);
-        assert_eq!(earlier.longest_write_gap_ms, 10, "writes at 1 and 11 ms only");
+        assert_eq!(earlier.longest_write_gap_ms, 19, "writes at 1 and 11 ms, then none until 30");
         let text: String =
             history.iter().map(|op| serde_json::to_string(op).unwrap() + "\n").collect();
         assert_eq!(parse(&text).unwrap(), history);

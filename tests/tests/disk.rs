@@ -155,19 +155,20 @@ async fn a_damaged_log_file_is_refused_at_start_and_the_node_is_replaced_as_the_
 /// is down, after its log was purged behind a snapshot: a byte flipped in
 /// the middle, late in the file, or the file cut short. sled recovers such
 /// a file to an older state without a word; the master sees its table
-/// behind the start of its log, refuses to start with what to do, and the
-/// others carry on. (With the log still covering the table, the table is
-/// simply replayed: the earlier tests restart masters that way.)
+/// behind its own snapshot, rebuilds the table from it, replays the log
+/// after it, and ends with the others' table. Without the snapshot file as
+/// well, nothing can rebuild what the log no longer holds: the master
+/// refuses to start and says what to do, and the others carry on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_table_file_is_refused_at_start_and_the_others_carry_on() {
-    for damage in ["flip", "flip-late", "cut"] {
+async fn a_damaged_table_file_is_rebuilt_from_the_snapshot_or_refused_never_served() {
+    for damage in ["flip", "flip-late", "cut", "cut, and no snapshot file"] {
         let mut cluster = taskraft_tests::TestCluster::start(3).await;
         let leader = cluster.leader().await;
         let client = cluster.client();
         for i in 0..30 {
-            client.submit(tasks(&format!("{damage}{i}"), 2)).await.expect("submit");
+            client.submit(tasks(&format!("{i}"), 2)).await.expect("submit");
         }
-        let digest = cluster.converged().await;
+        cluster.converged().await;
         let victim = cluster.running().into_iter().find(|id| *id != leader).unwrap();
         let raft = cluster.node(victim).raft.clone();
         raft.trigger().snapshot().await.unwrap();
@@ -182,8 +183,11 @@ async fn a_damaged_table_file_is_refused_at_start_and_the_others_carry_on() {
         })
         .await;
         cluster.stop(victim).await;
+        // Written while the victim is down: it must catch up past its snapshot.
+        client.submit(tasks("later", 3)).await.expect("the others commit");
 
-        let db = cluster.config.node(victim).unwrap().data_dir.join("db");
+        let data_dir = cluster.config.node(victim).unwrap().data_dir.clone();
+        let db = data_dir.join("db");
         let mut bytes = std::fs::read(&db).unwrap();
         let len = bytes.len();
         match damage {
@@ -192,20 +196,30 @@ async fn a_damaged_table_file_is_refused_at_start_and_the_others_carry_on() {
             _ => bytes.truncate(len / 3),
         }
         std::fs::write(&db, bytes).unwrap();
-        // The sled lock of the stopped node is released asynchronously.
-        let refused = eventually(Duration::from_secs(10), "the start refused", || async {
-            let e = taskraft_master::Node::start(&cluster.config, victim, Default::default())
-                .await
-                .err()?
-                .to_string();
-            (!e.contains("lock")).then_some(e)
-        })
-        .await;
-        assert!(refused.contains("is damaged: its table is at"), "{damage}: {refused}");
-        assert!(refused.contains("taskraft member remove"), "{damage}: {refused}");
-        // The two others still commit, and still agree.
-        client.submit(tasks("after", 1)).await.expect("the others commit");
-        assert_ne!(cluster.converged().await, digest);
+        if damage.contains("no snapshot") {
+            std::fs::remove_file(data_dir.join("snapshot.bin")).unwrap();
+            // The sled lock of the stopped node is released asynchronously.
+            let refused = eventually(Duration::from_secs(10), "the start refused", || async {
+                match taskraft_master::Node::start(&cluster.config, victim, Default::default())
+                    .await
+                {
+                    Ok(_) => panic!("{damage}: started on a table it cannot trust"),
+                    Err(e) => Some(e.to_string()).filter(|e| !e.contains("lock")),
+                }
+            })
+            .await;
+            assert!(refused.contains("is damaged: its table is at"), "{damage}: {refused}");
+            assert!(refused.contains("taskraft member remove"), "{damage}: {refused}");
+        } else {
+            cluster.restart(victim).await;
+        }
+        // The others (and the rebuilt victim) hold one table with every task.
+        let digest = cluster.converged().await;
+        let total = cluster.node(leader).applied().read().unwrap().table.counts().total();
+        assert_eq!(total, 63, "{damage}");
+        if !damage.contains("no snapshot") {
+            assert_eq!(cluster.digest(victim), digest, "{damage}: the victim's table");
+        }
         cluster.shutdown().await;
     }
 }

@@ -127,7 +127,7 @@ mod tests {
         );
         assert_eq!(recent.list()[1].error.as_deref(), Some("boom"));
         // A ring that already holds failures is left as it is.
-        recent.seed(&Table::default());
+        recent.seed(&table);
         assert_eq!(recent.list().len(), 2);
     }
 }

@@ -83,13 +83,16 @@ pub fn open(
     let log = LogStore::new(wal, metrics.clone());
     let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir, metrics)
         .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
-    // The table is flushed before the log it covers may be purged, so it is
-    // never behind the log's start, unless its file lost flushed writes
-    // (sled recovers a damaged or cut file to an older state, silently).
+    // The table (or the snapshot it was rebuilt from) covers what the log
+    // has purged, unless the table's file lost flushed writes (sled
+    // recovers a damaged or cut file to an older state, silently) with no
+    // snapshot to rebuild it from, or the node crashed while installing a
+    // snapshot before its file was durable (openraft purges the log it
+    // covers meanwhile).
     let applied = sm.applied().read().expect("applied lock").last_applied;
     if let Some(purged) = purged.filter(|p| applied.is_none_or(|a| a.index < p.index)) {
         let at = applied.map_or("no entry".to_string(), |a| format!("log index {}", a.index));
-        let what = format!("its table is at {at}, but the log starts after index {}: the table's file lost writes it had flushed (damaged or cut short), and the log cannot replay them", purged.index);
+        let what = format!("its table is at {at}, but the log starts after index {}: the table lost writes the log cannot replay (its file damaged or cut short, or a crash while a snapshot was installed)", purged.index);
         return Err(OpenError::Corrupt { dir: shown, what });
     }
     Ok((log, sm))

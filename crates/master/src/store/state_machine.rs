@@ -101,6 +101,22 @@ fn row_key(id: TaskId) -> [u8; 9] {
 /// Adds to `batch` everything that makes the table tree hold `table`,
 /// applied up to `last_applied` with `membership` (a snapshot installed, a
 /// backup restored).
+/// One batch that replaces the whole tree with `table` at `last_applied`:
+/// rows absent from `table` do not survive it.
+fn replacing_batch(
+    tree: &sled::Tree,
+    table: &Table,
+    last_applied: Option<LogId<NodeId>>,
+    membership: &StoredMembership<NodeId, NodeInfo>,
+) -> sled::Result<sled::Batch> {
+    let mut batch = sled::Batch::default();
+    for kv in tree.iter() {
+        batch.remove(kv?.0);
+    }
+    table_batch(&mut batch, table, last_applied, membership);
+    Ok(batch)
+}
+
 pub(super) fn table_batch(
     batch: &mut sled::Batch,
     table: &Table,
@@ -176,13 +192,29 @@ impl StateMachine {
             Some(v) => decode(&v).map_err(|e| format!("next task id: {e}"))?,
             None => 0,
         };
+        let mut table = Table::from_parts(next_id, rows, workers).with_queue_settings(queues);
+        let (mut last_applied, mut membership) = (last_applied, membership);
         let snapshot_path = dir.join(SNAPSHOT_FILE);
         if let Some(snapshot) = read_snapshot_file(&snapshot_path)? {
-            decode_image(snapshot.snapshot.get_ref())
+            let image = decode_image(snapshot.snapshot.get_ref())
                 .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+            // A table behind this node's own snapshot lost writes: a crash
+            // while a snapshot was installed (openraft purges the log it
+            // covers without waiting for the install), or a damaged table
+            // file that sled recovered to an older state. The snapshot is
+            // a durable image of a later committed state: start from it.
+            let meta = snapshot.meta;
+            if meta.last_log_id > last_applied {
+                tracing::warn!(table = ?last_applied, snapshot = ?meta.last_log_id, "the table is behind this node's snapshot; rebuilt from the snapshot");
+                table = image.into_table();
+                let batch = replacing_batch(&tree, &table, meta.last_log_id, &meta.last_membership)
+                    .map_err(|e| e.to_string())?;
+                tree.apply_batch(batch).map_err(|e| e.to_string())?;
+                tree.flush().map_err(|e| e.to_string())?;
+                (last_applied, membership) = (meta.last_log_id, meta.last_membership);
+            }
         }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
-        let table = Table::from_parts(next_id, rows, workers).with_queue_settings(queues);
         metrics.recent.seed(&table);
         let applied = Applied { table, last_applied, membership };
         Ok(StateMachine {
@@ -334,16 +366,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })?
             .into_table();
         let membership = meta.last_membership.clone();
-        // Replace the whole state machine in one batch: rows absent from the
-        // snapshot must not survive it.
-        let mut batch = sled::Batch::default();
-        for kv in self.tree.iter() {
-            let (k, _) = kv.map_err(|e| StorageIOError::write_state_machine(&e))?;
-            batch.remove(k);
-        }
-        table_batch(&mut batch, &table, meta.last_log_id, &membership);
+        let batch = replacing_batch(&self.tree, &table, meta.last_log_id, &membership)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         // The file first: a crash before the batch leaves the old table and a
-        // newer snapshot, which openraft reconciles by installing it again.
+        // newer snapshot, from which `open` rebuilds the table.
         let (path, m) = (self.snapshot_path.clone(), meta.clone());
         tokio::task::spawn_blocking(move || write_snapshot_file(&path, &m, &data))
             .await

@@ -156,23 +156,23 @@ impl Wal {
         for (path, at, bytes) in &old.cut {
             tracing::warn!(path = %path.display(), at, bytes, "cut a torn tail off the Raft log (a write the crash interrupted; it was never acknowledged)");
         }
-        let head = writer::Head { vote: old.vote, committed: old.committed, purged: old.purged };
-        let seq = old.segments.last_key_value().map_or(1, |(s, _)| s + 1);
-        let (file, len) =
-            writer::create_segment(dir, seq, &head).map_err(|e| WalError::io(dir, e))?;
-        let reader =
-            File::open(dir.join(recover::segment_name(seq))).map_err(|e| WalError::io(dir, e))?;
-        let mut segments = old.segments;
-        segments.insert(seq, Segment { file: Arc::new(reader), max_index: None, len });
-        let shared = Arc::new(Mutex::new(Shared {
+        let mut shared = Shared {
             slots: old.slots,
-            segments,
+            segments: old.segments,
             vote: old.vote,
             committed: old.committed,
             purged: old.purged,
             cache_bytes: limits.cache_bytes,
             ..Shared::default()
-        }));
+        };
+        let seq = shared.segments.last_key_value().map_or(1, |(s, _)| s + 1);
+        let head = writer::Head::of(&shared);
+        let (file, len) =
+            writer::create_segment(dir, seq, &head).map_err(|e| WalError::io(dir, e))?;
+        let reader =
+            File::open(dir.join(recover::segment_name(seq))).map_err(|e| WalError::io(dir, e))?;
+        shared.segments.insert(seq, Segment { file: Arc::new(reader), max_index: None, len });
+        let shared = Arc::new(Mutex::new(shared));
         let writer = writer::Writer {
             dir: dir.to_owned(),
             shared: shared.clone(),

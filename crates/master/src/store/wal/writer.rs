@@ -35,7 +35,6 @@ pub enum Op {
 }
 
 /// The state a new segment starts with, so that older segments can go.
-#[derive(Default)]
 pub struct Head {
     pub vote: Option<Vote<NodeId>>,
     pub committed: Option<LogId<NodeId>>,
@@ -46,7 +45,7 @@ impl Head {
     /// The log's state now. (`Wal::write` updates it before the writer
     /// runs, so a new segment's head already holds the write in hand; its
     /// frame then repeats it, which reads the same.)
-    fn of(shared: &Shared) -> Head {
+    pub fn of(shared: &Shared) -> Head {
         Head { vote: shared.vote, committed: shared.committed, purged: shared.purged }
     }
 }
