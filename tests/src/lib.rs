@@ -44,11 +44,19 @@ where
 /// Runs `cmd` without blocking the test's runtime, asserts that it
 /// succeeds, and returns what it printed (stdout, then stderr).
 pub async fn output_ok(cmd: &mut tokio::process::Command, what: &str) -> String {
-    let out = cmd.output().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    output(cmd, what).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `cmd` without blocking the test's runtime; what it printed
+/// (stdout, then stderr) if it succeeds, else why not.
+pub async fn output(cmd: &mut tokio::process::Command, what: &str) -> Result<String, String> {
+    let out = cmd.output().await.map_err(|e| format!("{what}: {e}"))?;
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed: {text}");
-    text
+    match out.status.success() {
+        true => Ok(text),
+        false => Err(format!("{what} failed: {text}")),
+    }
 }
 
 /// A cluster.toml for `n` nodes at the given addresses, with data dirs under `dir`.

@@ -313,16 +313,9 @@ impl World {
         let mut cmd = tokio::process::Command::new(&self.cluster.bin);
         cmd.args(args).arg("--config").arg(&self.cluster.config_path).kill_on_drop(true);
         let what = format!("taskraft {}", args.join(" "));
-        let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        tokio::time::timeout(Duration::from_secs(90), crate::output(&mut cmd, &what))
             .await
             .map_err(|_| format!("{what}: no answer in 90 s"))?
-            .map_err(|e| format!("{what}: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        match out.status.success() {
-            true => Ok(text),
-            false => Err(format!("{what} failed: {text}")),
-        }
     }
 }
 
