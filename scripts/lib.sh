@@ -18,8 +18,11 @@ mkdir -p "$run/logs" "$run/pids"
 
 # Starts master ID in the background, in the run folder (relative data_dirs
 # land in run/data/), appending to run/logs/nodeID.log, its pid in run/pids/.
+# The masters share this machine, so each runs on one thread unless
+# TASKRAFT_MASTER_THREADS says otherwise (0: one per core).
 start_master() {
   local id=$1
-  (cd "$run" && exec "$bin" master --config "$config" --id "$id" >>"$run/logs/node$id.log" 2>&1) &
+  (cd "$run" && TASKRAFT_MASTER_THREADS="${TASKRAFT_MASTER_THREADS:-1}" \
+    exec "$bin" master --config "$config" --id "$id" >>"$run/logs/node$id.log" 2>&1) &
   echo $! >"$run/pids/node$id.pid"
 }

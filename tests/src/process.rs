@@ -199,6 +199,9 @@ impl ProcCluster {
             .arg(&self.config_path)
             .args(["--id", &id.to_string()])
             .args(routes)
+            // Both runtimes under every fault: odd nodes single-threaded,
+            // even ones one thread per core.
+            .args(["--threads", if id % 2 == 1 { "1" } else { "0" }])
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info,openraft=error,tarpc=error")

@@ -150,6 +150,23 @@ pub struct MasterArgs {
     /// Dial node ID at ADDR instead of its peer_addr (a proxy or NAT in between). Repeatable.
     #[arg(long, value_name = "ID=ADDR")]
     pub peer_route: Vec<String>,
+    /// Threads that run the node: 0, one per core; 1, a single-threaded runtime,
+    /// which spends the least CPU per commit and suits masters that share a
+    /// machine (the bench's and the demo's). Snapshots and long log writes
+    /// run on blocking threads of their own either way.
+    #[arg(long, env = "TASKRAFT_MASTER_THREADS", default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl MasterArgs {
+    /// The tokio runtime `--threads` asks for.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self.threads {
+            0 => tokio::runtime::Runtime::new(),
+            1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

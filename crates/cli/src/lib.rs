@@ -52,7 +52,17 @@ pub fn main() -> ExitCode {
     if prints_a_report(&cli.command) {
         die_quietly_on_closed_stdout();
     }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let runtime = match &cli.command {
+        args::Command::Master(master) => master.runtime(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match runtime.block_on(cmd::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Failed(e)) => {

@@ -74,3 +74,31 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("storage format 1") && text.contains("reads format 3"), "{text}");
 }
+
+#[test]
+fn an_append_is_long_by_its_encoded_bytes_not_its_entry_count() {
+    use std::sync::Arc;
+
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use taskraft_core::{Command, NewTask};
+
+    use super::log::{is_long, LONG_APPEND_BYTES};
+
+    let entry = |index: u64, payload: EntryPayload<TypeConfig>| {
+        Arc::new(Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload,
+        })
+    };
+    let submit = |bytes: usize| {
+        let task = NewTask { data: vec![7; bytes], max_attempts: 1, ..NewTask::default() };
+        EntryPayload::Normal(Command::Submit { tasks: vec![task], now_ms: 1 })
+    };
+    let blanks = |n: u64| (1..=n).map(|i| entry(i, EntryPayload::Blank)).collect::<Vec<_>>();
+    assert!(!is_long(&[]));
+    assert!(!is_long(&blanks(100)), "a hundred blank entries are a few KiB");
+    assert!(is_long(&blanks(20_000)), "twenty thousand are several hundred KiB");
+    let limit = LONG_APPEND_BYTES as usize;
+    assert!(!is_long(&[entry(1, submit(limit / 2))]));
+    assert!(is_long(&[entry(1, submit(limit))]), "one entry of a 256 KiB payload");
+}

@@ -59,10 +59,13 @@ impl Spawned {
     /// Starts (or restarts) one master on its data dir.
     pub fn start_node(&mut self, id: NodeId) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("locating this binary")?;
+        // Three masters share the machine: each on one thread, the cheapest
+        // in CPU per commit, unless the environment asks otherwise.
+        let threads = std::env::var("TASKRAFT_MASTER_THREADS").unwrap_or_else(|_| "1".into());
         let child = Command::new(exe)
             .args(["master", "--config"])
             .arg(&self.config_path)
-            .args(["--id", &id.to_string()])
+            .args(["--id", &id.to_string(), "--threads", &threads])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -34,8 +34,7 @@ use openraft::{Entry, LogId, Vote};
 use parking_lot::Mutex;
 use taskraft_proto::{NodeId, TypeConfig};
 
-use writer::in_place;
-pub use writer::{Blocking, Op};
+pub use writer::Op;
 
 use crate::metrics::Metrics;
 
@@ -190,11 +189,6 @@ impl Wal {
     /// Makes `op` visible to readers, then durable: it returns once the
     /// frame is fsynced (a committed id is only kept, see [`Op::Committed`]).
     pub fn write(&self, op: Op) -> std::io::Result<()> {
-        self.write_with(op, &in_place)
-    }
-
-    /// [`Wal::write`], with a long frame's IO run through `blocking`.
-    pub fn write_with(&self, op: Op, blocking: Blocking) -> std::io::Result<()> {
         // Held throughout, so that the files and the memory see the same order.
         let mut writer = self.writer.lock();
         {
@@ -218,7 +212,7 @@ impl Wal {
                 Op::Committed(c) => shared.committed = *c,
             }
         }
-        writer.handle(&op, blocking)
+        writer.handle(&op)
     }
 
     /// The entries with index in `range`, in order (stopping at a gap).

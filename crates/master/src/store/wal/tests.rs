@@ -211,24 +211,3 @@ fn a_writer_killed_at_random_keeps_every_acknowledged_entry() {
         wal.write(Op::Purge(id(1, last.saturating_sub(5)))).unwrap();
     }
 }
-
-#[test]
-fn only_a_long_frame_runs_through_the_blocking_wrapper() {
-    let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Limits::default()).unwrap();
-    let wrapped = std::sync::atomic::AtomicUsize::new(0);
-    let blocking = |io: &mut dyn FnMut() -> std::io::Result<()>| {
-        wrapped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        io()
-    };
-    wal.write_with(entries(1, 1..4), &blocking).unwrap();
-    assert_eq!(wrapped.load(std::sync::atomic::Ordering::SeqCst), 0, "a short frame runs in place");
-    // A blank entry's record is a few dozen bytes: 20,000 of them pass the threshold.
-    wal.write_with(entries(1, 4..20_004), &blocking).unwrap();
-    assert_eq!(wrapped.load(std::sync::atomic::Ordering::SeqCst), 1, "a long frame is wrapped");
-    let size = std::fs::metadata(segments(dir.path()).last().unwrap()).unwrap().len();
-    assert!(size >= super::writer::BLOCKING_FRAME_BYTES as u64, "the frame was {size} bytes");
-    drop(wal);
-    let wal = open(dir.path(), Limits::default()).unwrap();
-    assert_eq!(indexes(&wal), (1..20_004).collect::<Vec<_>>());
-}

@@ -4,12 +4,7 @@
 //! No thread is woken for a write: openraft 0.9 waits for each append's
 //! flush before it does anything else, so a writer thread would only add two
 //! wake-ups per entry (measured: 15% more CPU and 20% more time per commit
-//! than writing in place). Only a frame of [`BLOCKING_FRAME_BYTES`] or more
-//! runs its IO through the caller's [`Blocking`] wrapper (tokio's
-//! `block_in_place`, which hands the thread's other tasks to another
-//! thread): an fsync that long must not stall the tasks that answer the
-//! leader, and one that short costs less than the hand-off (measured:
-//! wrapping every append cost 20-30 % of the throughput under load). A write or fsync error is final (fail-stop): it
+//! than writing in place). A write or fsync error is final (fail-stop): it
 //! is returned for that write and every later one, and nothing is written
 //! after it, since the kernel may have dropped the dirty pages that a
 //! retried fsync would claim durable.
@@ -28,17 +23,6 @@ use super::frame::{FrameBuf, RecordRef};
 use super::recover::segment_name;
 use super::{Loc, Segment, Shared};
 use crate::metrics::{since, Metrics};
-
-/// A frame at least this long is written through the caller's [`Blocking`].
-pub const BLOCKING_FRAME_BYTES: usize = 256 << 10;
-
-/// Runs a long write and its fsync: in place, or where blocking is allowed.
-pub type Blocking<'a> = &'a dyn Fn(&mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()>;
-
-/// Runs the IO in place.
-pub fn in_place(io: &mut dyn FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
-    io()
-}
 
 /// What a job writes.
 pub enum Op {
@@ -101,11 +85,11 @@ pub fn create_segment(dir: &Path, seq: u64, head: &Head) -> std::io::Result<(Fil
 
 impl Writer {
     /// Writes `op` durably, unless an earlier write failed.
-    pub fn handle(&mut self, op: &Op, blocking: Blocking) -> std::io::Result<()> {
+    pub fn handle(&mut self, op: &Op) -> std::io::Result<()> {
         if let Some(error) = &self.failed {
             return Err(std::io::Error::other(error.clone()));
         }
-        self.write(op, blocking).map_err(|e| {
+        self.write(op).map_err(|e| {
             let error = format!("write-ahead log in {}: {e}", self.dir.display());
             tracing::error!(%error, "log write failed; this node stops writing (fail-stop)");
             self.failed = Some(error.clone());
@@ -116,7 +100,7 @@ impl Writer {
     /// Writes `op` as one frame and fsyncs it; then records where its
     /// entries are and drops segments that a purge emptied. A committed id
     /// is only remembered: it rides with the next frame.
-    fn write(&mut self, op: &Op, blocking: Blocking) -> std::io::Result<()> {
+    fn write(&mut self, op: &Op) -> std::io::Result<()> {
         if let Op::Committed(_) = op {
             return Ok(());
         }
@@ -142,18 +126,11 @@ impl Writer {
             Op::Committed(_) => {}
         }
         let bytes = frame.finish();
-        let mut io = || {
-            if self.len + bytes.len() as u64 > self.segment_bytes {
-                self.roll()?;
-            }
-            self.file.write_all(&bytes)?;
-            self.file.sync_data()
-        };
-        if bytes.len() >= BLOCKING_FRAME_BYTES {
-            blocking(&mut io)?;
-        } else {
-            io()?;
+        if self.len + bytes.len() as u64 > self.segment_bytes {
+            self.roll()?;
         }
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()?;
         self.metrics.log_fsync.observe(since(started));
         let base = self.len;
         self.len += bytes.len() as u64;
