@@ -100,5 +100,6 @@ fn an_append_is_long_by_its_encoded_bytes_not_its_entry_count() {
     assert!(is_long(&blanks(20_000)), "twenty thousand are several hundred KiB");
     let limit = LONG_APPEND_BYTES as usize;
     assert!(!is_long(&[entry(1, submit(limit / 2))]));
-    assert!(is_long(&[entry(1, submit(limit))]), "one entry of a 256 KiB payload");
+    assert!(is_long(&[entry(1, submit(limit))]), "one entry of a 32 KiB payload");
+    assert!(is_long(&[entry(1, submit(limit / 2)), entry(2, submit(limit / 2))]), "two halves");
 }
