@@ -4,11 +4,14 @@
 //! [`Proposer`]. A single task takes the first waiting command plus every
 //! other one already queued (up to [`MAX_BATCH`]) and proposes them as one
 //! `Command::Batch` entry: one log append, one fsync per node, one apply,
-//! for the whole group. One group is in Raft at a time (2 or 4 were measured
-//! no faster, see docs/performance.md); commands arriving meanwhile form the
-//! next, larger group. The task awaits each group itself rather than
-//! spawning a task for it: one hand-off less per commit. Each caller gets its
-//! own command's response.
+//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once,
+//! so that the leader appends the next group while the followers fsync the
+//! one before; commands arriving while all are in flight form the next,
+//! larger group. Each caller gets its own command's response.
+//!
+//! Groups in flight together were proposed by calls that overlapped in
+//! time, so the order in which they commit is free: a caller that needs
+//! one write before another waits for the first one's answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,13 +19,20 @@ use std::time::Instant;
 use openraft::error::{ClientWriteError, RaftError};
 use taskraft_core::{Command, Response};
 use taskraft_proto::{NodeId, NodeInfo};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::metrics::{since, Metrics};
 use crate::Raft;
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 512;
+
+/// Most groups in Raft at once. Paired runs with single-threaded masters
+/// (docs/performance.md), medians of 5: against awaiting each group in the
+/// batching task, W2 (8 workers, one task per call) +15 % and W1 C=64 +5 %;
+/// 8 was no better than 4. (With the log in sled and its IO pool, 2 and 4
+/// had been slower than 1.)
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// A proposal's result: the command's own response, or openraft's error.
 pub type ProposeResult = Result<Response, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
@@ -42,8 +52,11 @@ impl Proposer {
     pub fn spawn(raft: Raft, metrics: Arc<Metrics>) -> Proposer {
         let sizes = metrics.clone();
         let (queue, mut rx) = mpsc::channel::<Pending>(8 * MAX_BATCH);
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // A free slot first: commands that arrive meanwhile join this group.
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
                 let mut group = vec![first];
                 while group.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -52,8 +65,11 @@ impl Proposer {
                     }
                 }
                 sizes.group_size.observe(group.len() as f64);
-                // Waiting for this group lets the next one grow.
-                commit(&raft, group).await;
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    commit(&raft, group).await;
+                    drop(permit);
+                });
             }
         });
         Proposer { queue, metrics }
