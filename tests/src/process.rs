@@ -294,9 +294,14 @@ impl ProcCluster {
     /// asserting that the command succeeds; returns what it printed
     /// (stdout, then stderr).
     pub async fn cli_ok(&self, args: &[&str]) -> String {
+        self.cli_try(args).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`ProcCluster::cli_ok`]; why it failed instead of a panic.
+    pub async fn cli_try(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(args).arg("--config").arg(&self.config_path).env_remove("TASKRAFT_SEEDS");
-        crate::output_ok(&mut cmd, &format!("taskraft {}", args.join(" "))).await
+        crate::output(&mut cmd, &format!("taskraft {}", args.join(" "))).await
     }
 
     /// The voters of the live membership, as the leader reports them.

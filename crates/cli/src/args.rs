@@ -150,10 +150,10 @@ pub struct MasterArgs {
     /// Dial node ID at ADDR instead of its peer_addr (a proxy or NAT in between). Repeatable.
     #[arg(long, value_name = "ID=ADDR")]
     pub peer_route: Vec<String>,
-    /// Threads that run the node: 0, one per core; 1, a single-threaded runtime,
-    /// which spends the least CPU per commit and suits masters that share a
-    /// machine (the bench's and the demo's). Snapshots and long log writes
-    /// run on blocking threads of their own either way.
+    /// Threads that run the node's tasks: 0, one per core; 1, a single-threaded
+    /// runtime, which spends the least CPU per commit and suits masters that
+    /// share a machine (the bench's and the demo's); N, that many. Snapshots,
+    /// long log appends and backups run on blocking threads either way.
     #[arg(long, env = "TASKRAFT_MASTER_THREADS", default_value_t = 0)]
     pub threads: usize,
 }

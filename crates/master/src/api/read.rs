@@ -78,7 +78,22 @@ impl Api {
 
     pub(crate) async fn report(&self) -> NodeReport {
         let m = self.0.raft.metrics().borrow().clone();
-        let a = self.0.applied.read().expect("applied lock");
+        // The digest reads every task and the sizes walk the data dir: a
+        // blocking thread does both (the console asks every second).
+        let (applied, dir) = (self.0.applied.clone(), self.0.data_dir.clone());
+        let local = tokio::task::spawn_blocking(move || {
+            let a = applied.read().expect("applied lock");
+            let table = (a.last_applied.map(|l| l.index), a.table.digest(), a.table.counts());
+            drop(a);
+            let sizes = (
+                resources::dir_bytes(&dir),
+                resources::file_bytes(&dir.join(store::SNAPSHOT_FILE)),
+            );
+            (table, sizes)
+        })
+        .await;
+        let ((last_applied, digest, counts), (data_dir_bytes, snapshot_bytes)) =
+            local.expect("a node report does not panic");
         let role = match m.state {
             ServerState::Leader => "leader",
             ServerState::Follower => "follower",
@@ -91,12 +106,12 @@ impl Api {
             role: role.into(),
             term: m.current_term,
             leader: m.current_leader,
-            last_applied: a.last_applied.map(|l| l.index),
-            digest: a.table.digest(),
-            counts: a.table.counts(),
+            last_applied,
+            digest,
+            counts,
             rss_bytes: resources::rss_bytes(),
-            data_dir_bytes: resources::dir_bytes(&self.0.data_dir),
-            snapshot_bytes: resources::file_bytes(&self.0.data_dir.join(store::SNAPSHOT_FILE)),
+            data_dir_bytes,
+            snapshot_bytes,
         }
     }
 

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -131,6 +131,27 @@ pub(super) fn table_batch(
     batch.insert(PUSH_WORKERS, encode(&table.push_workers().collect::<Vec<_>>()));
     batch.insert(QUEUES, encode(table.queue_settings()));
     batch.insert(NEXT_ID, encode(&table.next_id()));
+}
+
+/// Takes the write lock without blocking the runtime's thread. A reader on
+/// a blocking thread (a backup writing the table to its file) may hold the
+/// read lock for seconds, and a single-threaded master must go on answering
+/// its leader meanwhile. Short waits yield; longer ones sleep 1 ms a time.
+async fn write_lock(applied: &RwLock<Applied>) -> RwLockWriteGuard<'_, Applied> {
+    let mut tries = 0u32;
+    loop {
+        match applied.try_write() {
+            Ok(guard) => return guard,
+            Err(TryLockError::Poisoned(e)) => panic!("applied lock poisoned: {e}"),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        tries += 1;
+        if tries < 64 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 /// The applied state: the table and the log position it reflects.
@@ -267,7 +288,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership_changed = false;
         let mut flush = false;
         let index = {
-            let mut a = self.applied.write().expect("applied lock");
+            let mut a = write_lock(&self.applied).await;
             let mut touched = BTreeSet::new();
             for entry in entries {
                 a.last_applied = Some(entry.log_id);
@@ -360,30 +381,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let size = data.len();
-        let table = decode_image(&data)
-            .map_err(|e| {
-                StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e))
-            })?
-            .into_table();
         let membership = meta.last_membership.clone();
-        let batch = replacing_batch(&self.tree, &table, meta.last_log_id, &membership)
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        // The file first: a crash before the batch leaves the old table and a
-        // newer snapshot, from which `open` rebuilds the table.
-        let (path, m) = (self.snapshot_path.clone(), meta.clone());
-        tokio::task::spawn_blocking(move || write_snapshot_file(&path, &m, &data))
-            .await
-            .expect("snapshot write does not panic")
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        // Decoding the image and rewriting the tree take seconds for a large
+        // table: a blocking thread does them, so that a single-threaded
+        // master keeps answering its leader meanwhile.
+        let (path, m, tree) = (self.snapshot_path.clone(), meta.clone(), self.tree.clone());
+        let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
+            let table = decode_image(&data)
+                .map_err(|e| {
+                    StorageIOError::read_snapshot(Some(m.signature()), &std::io::Error::other(e))
+                })?
+                .into_table();
+            let batch = replacing_batch(&tree, &table, m.last_log_id, &m.last_membership)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            // The file first: a crash before the batch leaves the old table
+            // and a newer snapshot, from which `open` rebuilds the table.
+            write_snapshot_file(&path, &m, &data)
+                .map_err(|e| StorageIOError::write_snapshot(Some(m.signature()), &e))?;
+            tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            Ok(table)
+        })
+        .await
+        .expect("snapshot install does not panic")?;
         self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
         self.metrics.snapshot_bytes.set(size as i64);
-        let mut a = self.applied.write().expect("applied lock");
-        *a = Applied { table, last_applied: meta.last_log_id, membership };
+        let mut a = write_lock(&self.applied).await;
+        let old = std::mem::replace(
+            &mut *a,
+            Applied { table, last_applied: meta.last_log_id, membership },
+        );
         // Changes from before the snapshot are in its rows, or gone with them.
         *self.dirty.lock() = Dirty::default();
         drop(a);
+        // Freeing a large table takes a while too.
+        tokio::task::spawn_blocking(move || drop(old));
         self.registry.send_modify(|v| *v += 1);
         self.applied_index.send_replace(index);
         Ok(())
