@@ -145,6 +145,23 @@ fn bad_config_and_usage_exit_2_with_the_field_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [[node]] has id 9"));
 
+    // A thread count that is not a number is refused, from the flag or the
+    // environment, before anything starts. (With id 9, a master that got
+    // past it would exit 2 too, but naming the id, not --threads.)
+    for (flag, env) in [(Some("many"), None), (None, Some("-1"))] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["master", "--id", "9", "--config"]).arg(&config);
+        if let Some(n) = flag {
+            cmd.args(["--threads", n]);
+        }
+        if let Some(n) = env {
+            cmd.env("TASKRAFT_MASTER_THREADS", n);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag:?} {env:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"), "{flag:?} {env:?}");
+    }
+
     let missing = dir.path().join("absent.toml");
     let out = Command::new(BIN)
         .args(["status", "--config"])

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use taskraft_client::{Client, ClientOptions};
 use taskraft_proto::{ClusterConfig, NodeId};
 use tempfile::TempDir;
@@ -61,7 +61,13 @@ impl Spawned {
         let exe = std::env::current_exe().context("locating this binary")?;
         // Three masters share the machine: each on one thread, the cheapest
         // in CPU per commit, unless the environment asks otherwise.
-        let threads = std::env::var("TASKRAFT_MASTER_THREADS").unwrap_or_else(|_| "1".into());
+        let threads = match std::env::var("TASKRAFT_MASTER_THREADS") {
+            Ok(n) if n.parse::<usize>().is_ok() => n,
+            Ok(n) => {
+                bail!("TASKRAFT_MASTER_THREADS={n:?}: expected a thread count (0: one per core)")
+            }
+            Err(_) => "1".into(),
+        };
         let child = Command::new(exe)
             .args(["master", "--config"])
             .arg(&self.config_path)
