@@ -9,8 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
+use taskraft_client::{Client, ClientOptions};
 use taskraft_core::NewTask;
 use taskraft_tests::{cluster::FAST, eventually, ProcCluster};
 
@@ -222,4 +224,98 @@ async fn a_damaged_table_file_is_rebuilt_from_the_snapshot_or_refused_never_serv
         }
         cluster.shutdown().await;
     }
+}
+
+/// A follower SIGKILLed while it installs a snapshot from its leader
+/// (decoding the image, rewriting its table) restarts and catches up.
+/// openraft purges the follower's log up to the snapshot as soon as it hands
+/// the install to the state machine; if the purge reached the disk before
+/// the snapshot did, the restarted node found a log that starts after its
+/// table ends and refused to start. The log now purges only what the table
+/// or a snapshot file durably covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_killed_while_installing_a_snapshot_restarts_and_catches_up() {
+    let mut cluster = ProcCluster::start(BIN, 3, &format!("{FAST}\nsnapshot_every = 300"));
+    let leader = cluster.leader().await;
+    let victim = cluster.running().into_iter().rev().find(|id| *id != leader).unwrap();
+    // Debug-build masters writing large entries: give each call time.
+    let options = ClientOptions {
+        call_timeout: Duration::from_secs(10),
+        token: cluster.config.credentials(false).unwrap(),
+        ..ClientOptions::default()
+    };
+    let client = Arc::new(Client::with_options(cluster.config.seeds(), options));
+    client.submit(tasks("before", 10)).await.expect("submit");
+    cluster.converged().await;
+    // Down, not stopped: the leader purges no entry a replication to it is still sending.
+    cluster.kill(victim);
+
+    // One entry per submit, four submitters: enough entries that the leader
+    // snapshots (every 300 to 420 entries) and purges the log behind the
+    // victim, and a table large enough that installing it takes a while.
+    let payload = |tag: String| {
+        (0..16)
+            .map(|i| NewTask {
+                data: format!("{tag}-{i}:{}", "x".repeat(1000)).into_bytes(),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    loop {
+        let calls = (0..4).map(|s| {
+            let client = client.clone();
+            let tag = format!("r{round}s{s}");
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    client.submit(payload(format!("{tag}i{i}"))).await.expect("submit");
+                }
+            })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            call.await.unwrap();
+        }
+        round += 1;
+        let snapshot = cluster.report(leader).await.map_or(0, |r| r.snapshot_bytes);
+        if snapshot > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the leader never built a snapshot");
+    }
+    // Entries past the snapshot as well, so that the victim ends on the log.
+    client.submit(tasks("after", 5)).await.expect("submit");
+
+    cluster.start_node(victim);
+    let name = format!("node{victim}");
+    let waiting = std::time::Instant::now();
+    while !cluster.log(&name).contains("installing a snapshot") {
+        let log = cluster.log(&name);
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "the victim never installed a snapshot: {}\nleader: {}",
+            &log[log.len().saturating_sub(6000)..],
+            {
+                let l = cluster.log(&format!("node{leader}"));
+                l[l.len().saturating_sub(3000)..].to_string()
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.kill(victim);
+    assert!(
+        !cluster.log(&name).contains("snapshot installed"),
+        "the kill came after the install: make the table larger"
+    );
+
+    cluster.start_node(victim);
+    let tail = |log: String| log[log.len().saturating_sub(2000)..].to_string();
+    eventually(Duration::from_secs(30), "the victim to answer", || async {
+        let log = cluster.log(&name);
+        assert!(!log.contains("is damaged"), "the victim refused to start: {}", tail(log));
+        cluster.report(victim).await.map(|_| ())
+    })
+    .await;
+    let digest = cluster.converged().await;
+    assert_eq!(cluster.report(victim).await.expect("the victim answers").digest, digest);
 }

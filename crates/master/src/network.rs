@@ -12,6 +12,16 @@
 //! Every call's deadline (and the connect timeout) is openraft's own
 //! `RPCOption::hard_ttl()`: a transport that waits longer than openraft does
 //! would stall elections.
+//!
+//! openraft gives an AppendEntries one heartbeat interval and fills it with
+//! up to 300 entries, whatever their size: a follower far behind on large
+//! entries (submits of a thousand tasks) got appends it could not store in
+//! time, again and again, and never caught up. An append is cut to a byte
+//! budget here and reported as the partial success openraft's API provides
+//! for this; the rest goes in the next one. The budget of each replication
+//! stream starts at [`MAX_APPEND_BYTES`], halves after an append that did
+//! not finish in time (down to [`MIN_APPEND_BYTES`]) and doubles after one
+//! that did.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -104,6 +114,8 @@ impl PeerNetwork {
             pool: self.pool.clone(),
             token: self.token.clone(),
             liveness: self.liveness.clone(),
+            budget: MAX_APPEND_BYTES,
+            sending: false,
         }
     }
 
@@ -150,6 +162,11 @@ pub struct PeerConn {
     pool: Pool,
     token: Credentials,
     liveness: Liveness,
+    /// The most entry bytes the next AppendEntries carries.
+    budget: u64,
+    /// An AppendEntries is under way: still set at the next call when
+    /// openraft gave up on the last one (it drops the call at its timeout).
+    sending: bool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -205,19 +222,67 @@ impl PeerConn {
     }
 }
 
+/// The most encoded entry bytes one AppendEntries carries; a single entry
+/// goes whole, however large.
+pub const MAX_APPEND_BYTES: u64 = 1 << 20;
+
+/// The least a replication stream's budget shrinks to.
+pub const MIN_APPEND_BYTES: u64 = 32 << 10;
+
+/// Cuts `entries` after the last one that keeps them within `budget`
+/// encoded bytes (at least one stays); returns the id of the last one kept
+/// when it cut anything.
+pub fn cut_to_budget(
+    entries: &mut Vec<openraft::Entry<TypeConfig>>,
+    budget: u64,
+) -> Option<openraft::LogId<NodeId>> {
+    if entries.len() < 2 {
+        return None;
+    }
+    let mut bytes = 0u64;
+    for (i, entry) in entries.iter().enumerate() {
+        bytes = bytes.saturating_add(bincode::serialized_size(entry).unwrap_or(u64::MAX));
+        if bytes > budget && i > 0 {
+            entries.truncate(i);
+            return Some(entries[i - 1].log_id);
+        }
+    }
+    None
+}
+
 impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        req: AppendEntriesRequest<TypeConfig>,
+        mut req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let ttl = option.hard_ttl();
         let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
-        let answer = self.answer(c.append_entries(context_with(ttl), req).await);
+        if std::mem::take(&mut self.sending) {
+            self.budget = (self.budget / 2).max(MIN_APPEND_BYTES);
+        }
+        let carries = !req.entries.is_empty();
+        let cut = cut_to_budget(&mut req.entries, self.budget);
+        self.sending = carries;
+        let result = c.append_entries(context_with(ttl), req).await;
+        self.sending = false;
+        match &result {
+            Err(RpcError::DeadlineExceeded) if carries => {
+                self.budget = (self.budget / 2).max(MIN_APPEND_BYTES);
+            }
+            Ok(Ok(_)) if carries => self.budget = (self.budget * 2).min(MAX_APPEND_BYTES),
+            _ => {}
+        }
+        let answer = self.answer(result);
         if answer.is_ok() {
             self.liveness.answered(self.target);
         }
-        answer
+        match (answer, cut) {
+            (Ok(AppendEntriesResponse::Success), Some(last)) => {
+                Ok(AppendEntriesResponse::PartialSuccess(Some(last)))
+            }
+            (answer, _) => answer,
+        }
     }
 
     async fn install_snapshot(
@@ -244,5 +309,45 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         // openraft waits this long after `Unreachable` before retrying the peer;
         // short, so a restarted peer is back in the cluster quickly.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use taskraft_core::{Command, NewTask};
+    use taskraft_proto::TypeConfig;
+
+    use super::cut_to_budget;
+
+    fn entries(sizes: &[usize]) -> Vec<Entry<TypeConfig>> {
+        let entry = |(i, bytes): (usize, &usize)| {
+            let task = NewTask { data: vec![7; *bytes], ..NewTask::default() };
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
+                payload: EntryPayload::Normal(Command::Submit { tasks: vec![task], now_ms: 1 }),
+            }
+        };
+        sizes.iter().enumerate().map(entry).collect()
+    }
+
+    #[test]
+    fn an_append_is_cut_to_its_byte_budget_keeping_at_least_one_entry() {
+        let mut small = entries(&[100; 10]);
+        assert_eq!(cut_to_budget(&mut small, 10_000), None, "within the budget");
+        assert_eq!(small.len(), 10);
+
+        let mut large = entries(&[3000; 10]);
+        let last = cut_to_budget(&mut large, 10_000).expect("cut");
+        assert_eq!(large.len(), 3, "three of ~3 KB fit in 10 KB, four do not");
+        assert_eq!(last.index, 3);
+
+        let mut huge = entries(&[50_000, 10, 10]);
+        assert_eq!(cut_to_budget(&mut huge, 10_000).map(|l| l.index), Some(1));
+        assert_eq!(huge.len(), 1, "one entry goes whole, however large");
+
+        let mut one = entries(&[50_000]);
+        assert_eq!(cut_to_budget(&mut one, 10_000), None);
+        assert!(cut_to_budget(&mut Vec::new(), 10).is_none());
     }
 }

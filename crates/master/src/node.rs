@@ -225,11 +225,6 @@ impl Node {
     }
 }
 
-/// Log entries between two snapshots of the first node; each further node
-/// (in id order) waits [`SNAPSHOT_STAGGER`] entries more.
-const SNAPSHOT_EVERY: u64 = 5000;
-const SNAPSHOT_STAGGER: u64 = 1000;
-
 /// openraft's config from `cluster.toml`. Each node gets its own slice of the
 /// election timeout range: openraft 0.9 draws a node's timeout once, and two
 /// survivors with equal draws could split the vote forever.
@@ -248,11 +243,14 @@ fn raft_config(config: &ClusterConfig, id: NodeId) -> Result<Config, NodeError> 
         election_timeout_min: lo,
         election_timeout_max: hi,
         install_snapshot_timeout: 10_000,
-        // Staggered per node, so that the nodes do not all encode and fsync
-        // a snapshot of a large table at the same moment (CPU and disk are
-        // shared on one host; heartbeats must keep flowing meanwhile).
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY + slot * SNAPSHOT_STAGGER),
-        max_in_snapshot_log_to_keep: 1000,
+        // Staggered per node (a fifth of `snapshot_every` more for each),
+        // so that the nodes do not all encode and fsync a snapshot of a
+        // large table at the same moment (CPU and disk are shared on one
+        // host; heartbeats must keep flowing meanwhile).
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(
+            c.snapshot_every + slot * (c.snapshot_every / 5),
+        ),
+        max_in_snapshot_log_to_keep: c.snapshot_every / 5,
         ..Config::default()
     };
     raft.validate().map_err(|e| NodeError::Config(format!("raft settings: {e}")))

@@ -78,6 +78,11 @@ pub struct ClusterSettings {
     /// priority (longest waiting first), so none starves; 0: never.
     #[serde(default = "defaults::aging_ms")]
     pub aging_ms: u64,
+    /// Log entries between two snapshots of the first node (in id order);
+    /// each further node waits a fifth more, and a fifth stays in the log
+    /// after a snapshot for followers a little behind.
+    #[serde(default = "defaults::snapshot_every")]
+    pub snapshot_every: u64,
     /// The `[[node]]` ids that form a brand-new cluster (default: every node).
     /// Nodes listed but not here start empty and wait to be added with
     /// `taskraft member add`. Read only on a cluster's very first start.
@@ -118,6 +123,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
 }
 
+/// The fewest log entries between snapshots accepted.
+pub const MIN_SNAPSHOT_EVERY: u64 = 100;
+
 /// The shortest non-zero `retention_ms` accepted.
 pub const MIN_RETENTION_MS: u64 = 1000;
 
@@ -151,6 +159,9 @@ mod defaults {
     }
     pub fn aging_ms() -> u64 {
         60 * 1000
+    }
+    pub fn snapshot_every() -> u64 {
+        5000
     }
     pub fn push_capacity() -> u32 {
         4

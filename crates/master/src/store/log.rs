@@ -4,7 +4,8 @@
 //! callback only then, so an entry this node acknowledges survives its
 //! crash. A write runs on the calling thread (see the log's writer for
 //! why), except a long append: see [`is_long`]. The committed id is a
-//! hint that rides with the next fsync.
+//! hint that rides with the next fsync. A purge waits until the table or
+//! a snapshot file durably holds what it drops (see [`super::cover`]).
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -14,6 +15,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use taskraft_proto::{NodeId, TypeConfig};
 
+use super::cover::CoverWatch;
 use super::wal::{Op, Wal};
 use crate::metrics::Metrics;
 
@@ -22,6 +24,7 @@ use crate::metrics::Metrics;
 pub struct LogStore {
     wal: Arc<Wal>,
     metrics: Arc<Metrics>,
+    cover: CoverWatch,
 }
 
 /// An append of at least this many encoded bytes is a long one: a group
@@ -54,8 +57,8 @@ fn write_err(e: std::io::Error) -> StorageError<NodeId> {
 }
 
 impl LogStore {
-    pub(super) fn new(wal: Wal, metrics: Arc<Metrics>) -> LogStore {
-        LogStore { wal: Arc::new(wal), metrics }
+    pub(super) fn new(wal: Wal, metrics: Arc<Metrics>, cover: CoverWatch) -> LogStore {
+        LogStore { wal: Arc::new(wal), metrics, cover }
     }
 
     /// Whether this node has never voted, nor held a log entry: a data dir
@@ -154,6 +157,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        if !self.cover.covers(log_id.index) {
+            // A snapshot from the leader is being installed (openraft does
+            // not wait for it): Raft waits here, the install goes on.
+            tracing::info!(index = log_id.index, "the log purge waits for the snapshot install");
+            self.cover.reached(log_id.index).await.map_err(|why| {
+                StorageError::from(StorageIOError::write_logs(&std::io::Error::other(why)))
+            })?;
+        }
         self.wal.write(Op::Purge(log_id)).map_err(write_err)
     }
 }

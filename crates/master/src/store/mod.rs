@@ -11,9 +11,11 @@
 //! Every write that openraft is told is durable has been fsynced by the log.
 //! The table is not fsynced per apply: after a crash it is replayed from the
 //! log, which keeps every entry after the last snapshot, and building or
-//! installing a snapshot flushes the table first.
+//! installing a snapshot flushes the table first. The log purges nothing
+//! that the table or a snapshot file does not hold durably ([`cover`]).
 
 pub mod backup;
+mod cover;
 mod log;
 mod snapshot;
 mod state_machine;
@@ -80,19 +82,17 @@ pub fn open(
     let wal = wal::Wal::open(&dir.join(WAL_DIR), metrics.clone())
         .map_err(|source| OpenError::Log { dir: shown.clone(), source })?;
     let (_, purged) = wal.log_state();
-    let log = LogStore::new(wal, metrics.clone());
-    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir, metrics)
+    let sm = StateMachine::open(db.open_tree("table").map_err(sled_err)?, dir, metrics.clone())
         .map_err(|what| OpenError::Corrupt { dir: shown.clone(), what })?;
+    let log = LogStore::new(wal, metrics, sm.cover());
     // The table (or the snapshot it was rebuilt from) covers what the log
     // has purged, unless the table's file lost flushed writes (sled
     // recovers a damaged or cut file to an older state, silently) with no
-    // snapshot to rebuild it from, or the node crashed while installing a
-    // snapshot before its file was durable (openraft purges the log it
-    // covers meanwhile).
+    // snapshot to rebuild it from.
     let applied = sm.applied().read().expect("applied lock").last_applied;
     if let Some(purged) = purged.filter(|p| applied.is_none_or(|a| a.index < p.index)) {
         let at = applied.map_or("no entry".to_string(), |a| format!("log index {}", a.index));
-        let what = format!("its table is at {at}, but the log starts after index {}: the table lost writes the log cannot replay (its file damaged or cut short, or a crash while a snapshot was installed)", purged.index);
+        let what = format!("its table is at {at}, but the log starts after index {}: the table lost writes the log cannot replay (its file damaged or cut short)", purged.index);
         return Err(OpenError::Corrupt { dir: shown, what });
     }
     Ok((log, sm))

@@ -30,6 +30,7 @@ use taskraft_core::{PushWorker, QueueSettings, Response, Table, Task, TaskId};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 
+use super::cover::{CoverSender, CoverWatch};
 use super::snapshot::{
     decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
 };
@@ -178,6 +179,8 @@ pub struct StateMachine {
     registry: Arc<watch::Sender<u64>>,
     /// Task events, snapshot sizes and times.
     metrics: Arc<Metrics>,
+    /// How far the table or the snapshot file is durable, for the log's purges.
+    cover: CoverSender,
 }
 
 impl StateMachine {
@@ -220,10 +223,10 @@ impl StateMachine {
             let image = decode_image(snapshot.snapshot.get_ref())
                 .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
             // A table behind this node's own snapshot lost writes: a crash
-            // while a snapshot was installed (openraft purges the log it
-            // covers without waiting for the install), or a damaged table
-            // file that sled recovered to an older state. The snapshot is
-            // a durable image of a later committed state: start from it.
+            // while a snapshot was installed, between its file and its rows,
+            // or a damaged table file that sled recovered to an older state.
+            // The snapshot is a durable image of a later committed state:
+            // start from it.
             let meta = snapshot.meta;
             if meta.last_log_id > last_applied {
                 tracing::warn!(table = ?last_applied, snapshot = ?meta.last_log_id, "the table is behind this node's snapshot; rebuilt from the snapshot");
@@ -236,6 +239,7 @@ impl StateMachine {
             }
         }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
+        let cover = CoverSender::new(last_applied.map(|l| l.index));
         metrics.recent.seed(&table);
         let applied = Applied { table, last_applied, membership };
         Ok(StateMachine {
@@ -246,7 +250,21 @@ impl StateMachine {
             applied_index: Arc::new(watch::channel(index).0),
             registry: Arc::new(watch::channel(0).0),
             metrics,
+            cover,
         })
+    }
+
+    /// How far the table or the snapshot file is durable: the log purges
+    /// no further (see [`super::cover`]).
+    pub(super) fn cover(&self) -> CoverWatch {
+        self.cover.subscribe()
+    }
+
+    /// openraft's storage suite purges log entries that its state machine
+    /// never applied, which Raft itself never does.
+    #[cfg(test)]
+    pub(super) fn cover_everything(&self) {
+        self.cover.reach(Some(u64::MAX));
     }
 
     /// The in-memory applied state, for readers.
@@ -364,6 +382,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             path: self.snapshot_path.clone(),
             tree: self.tree.clone(),
             metrics: self.metrics.clone(),
+            cover: self.cover.clone(),
             started,
         }
     }
@@ -382,29 +401,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let size = data.len();
         let membership = meta.last_membership.clone();
-        // Decoding the image and rewriting the tree take seconds for a large
-        // table: a blocking thread does them, so that a single-threaded
-        // master keeps answering its leader meanwhile.
-        let (path, m, tree) = (self.snapshot_path.clone(), meta.clone(), self.tree.clone());
-        let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
-            let table = decode_image(&data)
-                .map_err(|e| {
-                    StorageIOError::read_snapshot(Some(m.signature()), &std::io::Error::other(e))
-                })?
-                .into_table();
-            let batch = replacing_batch(&tree, &table, m.last_log_id, &m.last_membership)
-                .map_err(|e| StorageIOError::write_state_machine(&e))?;
-            // The file first: a crash before the batch leaves the old table
-            // and a newer snapshot, from which `open` rebuilds the table.
-            write_snapshot_file(&path, &m, &data)
-                .map_err(|e| StorageIOError::write_snapshot(Some(m.signature()), &e))?;
-            tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
-            Ok(table)
-        })
-        .await
-        .expect("snapshot install does not panic")?;
-        self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
+        tracing::info!(index, bytes = size, "installing a snapshot from the leader");
+        let installed = self.install_durably(meta, data).await;
+        let table = installed.inspect_err(|_| self.cover.fail())?;
+        tracing::info!(index, "snapshot installed");
+        // From now on a restart finds this snapshot: the log may purge up to it.
+        self.cover.reach(meta.last_log_id.map(|l| l.index));
         self.metrics.snapshot_bytes.set(size as i64);
         let mut a = write_lock(&self.applied).await;
         let old = std::mem::replace(
@@ -432,6 +435,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Decodes a snapshot from the leader, writes its file and the table's
+    /// rows, and flushes them: once this returns, a restart finds it.
+    async fn install_durably(
+        &self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        data: Vec<u8>,
+    ) -> Result<Table, StorageError<NodeId>> {
+        // Decoding the image and rewriting the tree take seconds for a large
+        // table: a blocking thread does them, so that a single-threaded
+        // master keeps answering its leader meanwhile.
+        let (path, m, tree) = (self.snapshot_path.clone(), meta.clone(), self.tree.clone());
+        let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
+            let table = decode_image(&data)
+                .map_err(|e| {
+                    StorageIOError::read_snapshot(Some(m.signature()), &std::io::Error::other(e))
+                })?
+                .into_table();
+            let batch = replacing_batch(&tree, &table, m.last_log_id, &m.last_membership)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            // The file first: a crash before the batch leaves the old table
+            // and a newer snapshot, from which `open` rebuilds the table.
+            write_snapshot_file(&path, &m, &data)
+                .map_err(|e| StorageIOError::write_snapshot(Some(m.signature()), &e))?;
+            tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            Ok(table)
+        })
+        .await
+        .expect("snapshot install does not panic")?;
+        self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
+        Ok(table)
+    }
+}
+
 /// Writes the rows encoded by `get_snapshot_builder` to the snapshot file.
 pub struct SnapshotBuilder {
     last_applied: Option<LogId<NodeId>>,
@@ -442,6 +479,7 @@ pub struct SnapshotBuilder {
     path: PathBuf,
     tree: sled::Tree,
     metrics: Arc<Metrics>,
+    cover: CoverSender,
     /// When the builder was made (the table's encoding starts the build).
     started: Instant,
 }
@@ -474,6 +512,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .expect("snapshot write does not panic")
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.cover.reach(self.last_applied.map(|l| l.index));
         self.metrics.snapshot_bytes.set(data.len() as i64);
         self.metrics.snapshot_build.observe(since(self.started));
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })

@@ -13,6 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let (log, sm) = super::open(dir.path(), "suite", metrics()).expect("open store");
+        sm.cover_everything();
         Ok((dir, log, sm))
     }
 }
@@ -102,4 +103,49 @@ fn an_append_is_long_by_its_encoded_bytes_not_its_entry_count() {
     assert!(!is_long(&[entry(1, submit(limit / 2))]));
     assert!(is_long(&[entry(1, submit(limit))]), "one entry of a 32 KiB payload");
     assert!(is_long(&[entry(1, submit(limit / 2)), entry(2, submit(limit / 2))]), "two halves");
+}
+
+/// openraft 0.9 purges a follower's log up to a snapshot from its leader
+/// without waiting for the install: the purge must wait here until the
+/// snapshot is durable, and fail (stopping Raft) if the install fails.
+#[tokio::test]
+async fn a_purge_past_the_table_waits_for_the_snapshot_install() {
+    use std::io::Cursor;
+    use std::time::Duration;
+
+    use openraft::storage::{RaftLogStorage, RaftStateMachine, SnapshotMeta};
+    use openraft::{CommittedLeaderId, LogId, StoredMembership};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut sm) = super::open(dir.path(), "c", metrics()).unwrap();
+    let at = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+    let meta = |index| SnapshotMeta {
+        last_log_id: Some(at(index)),
+        last_membership: StoredMembership::default(),
+        snapshot_id: format!("{index}-test"),
+    };
+    let image = super::snapshot::encode_image(&taskraft_core::Table::default());
+
+    let purge = tokio::spawn({
+        let mut log = log.clone();
+        async move { log.purge(at(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!purge.is_finished(), "purged past a table at no entry");
+    assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, None);
+
+    sm.install_snapshot(&meta(5), Box::new(Cursor::new(image))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), purge).await.unwrap().unwrap().unwrap();
+    assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(at(5)));
+    log.purge(at(5)).await.expect("covered: no wait");
+
+    let purge = tokio::spawn({
+        let mut log = log.clone();
+        async move { log.purge(at(9)).await }
+    });
+    let broken = Box::new(Cursor::new(vec![1, 2, 3]));
+    assert!(sm.install_snapshot(&meta(9), broken).await.is_err());
+    let failed = tokio::time::timeout(Duration::from_secs(5), purge).await.unwrap().unwrap();
+    assert!(failed.is_err(), "a purge waiting for a failed install fails");
+    assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(at(5)));
 }

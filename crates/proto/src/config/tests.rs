@@ -32,6 +32,7 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(c.cluster.lease_timeout_ms, 3000);
     assert_eq!(c.cluster.election_timeout_ms, [300, 600]);
     assert_eq!(c.cluster.retention_ms, 86_400_000);
+    assert_eq!(c.cluster.snapshot_every, 5000);
     assert_eq!(c.seeds(), vec!["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]);
 }
 
@@ -83,6 +84,14 @@ fn a_retention_too_short_to_read_a_result_is_refused() {
     assert!(error_of(&text).contains("cluster.retention_ms: 10 ms is too short"));
     let keep = GOOD.replace("name = \"demo\"", "name = \"demo\"\nretention_ms = 0");
     assert_eq!(ClusterConfig::parse(&keep).unwrap().cluster.retention_ms, 0);
+}
+
+#[test]
+fn snapshots_too_often_are_refused() {
+    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 10");
+    assert!(error_of(&text).contains("cluster.snapshot_every: 10 entries"), "{}", error_of(&text));
+    let ok = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 100");
+    assert_eq!(ClusterConfig::parse(&ok).unwrap().cluster.snapshot_every, 100);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use super::{invalid, ClusterConfig, ConfigError, MIN_RETENTION_MS};
+use super::{invalid, ClusterConfig, ConfigError, MIN_RETENTION_MS, MIN_SNAPSHOT_EVERY};
 use crate::client::MAX_DELAY_MS;
 use crate::transport::MAX_FRAME_BYTES;
 
@@ -70,6 +70,15 @@ impl ClusterConfig {
                 format!(
                     "must be at least retry_base_ms ({}) and at most {MAX_DELAY_MS} ms",
                     c.retry_base_ms
+                ),
+            ));
+        }
+        if c.snapshot_every < MIN_SNAPSHOT_EVERY {
+            return Err(invalid(
+                "cluster.snapshot_every",
+                format!(
+                    "{} entries: snapshots that often would rewrite the whole table all the time; use at least {MIN_SNAPSHOT_EVERY}",
+                    c.snapshot_every
                 ),
             ));
         }
