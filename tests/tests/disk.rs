@@ -217,7 +217,7 @@ async fn a_damaged_table_file_is_rebuilt_from_the_snapshot_or_refused_never_serv
         }
         // The others (and the rebuilt victim) hold one table with every task.
         let digest = cluster.converged().await;
-        let total = cluster.node(leader).applied().read().unwrap().table.counts().total();
+        let total = cluster.node(leader).applied().read().table.counts().total();
         assert_eq!(total, 63, "{damage}");
         if !damage.contains("no snapshot") {
             assert_eq!(cluster.digest(victim), digest, "{damage}: the victim's table");

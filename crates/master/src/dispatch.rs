@@ -15,9 +15,10 @@
 //! dispatched again. A result that arrives late is fenced like any other.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use tarpc::context;
 use taskraft_core::{Command, Lease, Outcome, Response, WorkerId};
 use taskraft_proto::auth::Credentials;
@@ -74,12 +75,12 @@ pub struct PushBoard(Arc<Mutex<BTreeMap<WorkerId, Slot>>>);
 impl PushBoard {
     /// Whether no push worker is known.
     fn is_empty(&self) -> bool {
-        self.0.lock().expect("board lock").is_empty()
+        self.0.lock().is_empty()
     }
 
     /// Every known push worker, for `status`.
     pub fn status(&self) -> Vec<PushWorkerStatus> {
-        let board = self.0.lock().expect("board lock");
+        let board = self.0.lock();
         board
             .iter()
             .map(|(id, s)| PushWorkerStatus {
@@ -96,7 +97,7 @@ impl PushBoard {
     /// Adds workers that appeared, drops those that left (keeping the
     /// counters of those that stay).
     fn sync(&self, wanted: BTreeMap<WorkerId, (String, u32)>) {
-        let mut board = self.0.lock().expect("board lock");
+        let mut board = self.0.lock();
         board.retain(|id, s| wanted.get(id).is_some_and(|(addr, _)| *addr == s.addr));
         for (id, (addr, capacity)) in wanted {
             let slot = board.entry(id).or_insert_with(|| Slot {
@@ -116,7 +117,7 @@ impl PushBoard {
 
     /// Healthy workers with free capacity, and how much; reserves it.
     fn reserve_free(&self) -> Vec<(WorkerId, WorkerServiceClient, u32)> {
-        let mut board = self.0.lock().expect("board lock");
+        let mut board = self.0.lock();
         board
             .iter_mut()
             .filter(|(_, s)| s.healthy && s.in_flight < s.capacity && s.client.is_some())
@@ -130,7 +131,7 @@ impl PushBoard {
 
     /// Unhealthy workers due for a probe; marks them as being probed.
     fn due_probes(&self) -> Vec<(WorkerId, String)> {
-        let mut board = self.0.lock().expect("board lock");
+        let mut board = self.0.lock();
         let now = Instant::now();
         board
             .iter_mut()
@@ -143,7 +144,7 @@ impl PushBoard {
     }
 
     fn with(&self, id: &WorkerId, f: impl FnOnce(&mut Slot)) {
-        if let Some(s) = self.0.lock().expect("board lock").get_mut(id) {
+        if let Some(s) = self.0.lock().get_mut(id) {
             f(s);
         }
     }
@@ -210,7 +211,7 @@ impl Dispatcher {
     /// Live registrations plus configured workers.
     fn wanted(&self) -> BTreeMap<WorkerId, (String, u32)> {
         let now = now_ms();
-        let a = self.applied.read().expect("applied lock");
+        let a = self.applied.read();
         let mut wanted: BTreeMap<WorkerId, (String, u32)> = a
             .table
             .push_workers()
@@ -228,11 +229,8 @@ impl Dispatcher {
             // Idle tasks only in a paused or capped queue are not leasable:
             // an `Assign` for them would write an empty entry, whose apply
             // would wake this loop to write another.
-            let leasable = self.applied.read().expect("applied lock").table.leasable(
-                &[],
-                now_ms(),
-                self.settings.aging_ms,
-            );
+            let leasable =
+                self.applied.read().table.leasable(&[], now_ms(), self.settings.aging_ms);
             let tasks = if !leasable {
                 Vec::new()
             } else {
@@ -335,7 +333,7 @@ impl Dispatcher {
         let mut applied = self.applied_index.clone();
         loop {
             let cancelling = {
-                let a = self.applied.read().expect("applied lock");
+                let a = self.applied.read();
                 a.table.get(lease.task).is_some_and(|t| t.cancelling && t.lease() == Some(lease))
             };
             if cancelling {

@@ -27,10 +27,11 @@
 //! so that it never disrupts the election it just helped to win.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
+use parking_lot::Mutex;
 use rand::Rng;
 use taskraft_proto::auth::Credentials;
 use taskraft_proto::peer::{PeerServiceRequest, PeerServiceResponse};
@@ -115,7 +116,7 @@ impl LeaderWatch {
         {
             // Several connections from the dead leader may close at once:
             // one of their checks acts.
-            let mut detected = me.detected.lock().expect("detected lock");
+            let mut detected = me.detected.lock();
             if detected.is_some_and(|(l, at)| l == leader && at.elapsed() < OUTBID_WINDOW) {
                 return;
             }
@@ -136,7 +137,7 @@ impl LeaderWatch {
             if m.state != ServerState::Follower || m.current_leader != Some(leader) || !voter {
                 return;
             }
-            *me.detected.lock().expect("detected lock") = Some((leader, Instant::now()));
+            *me.detected.lock() = Some((leader, Instant::now()));
             info!(leader, "the leader removed itself from the cluster; calling an election now");
             watch.campaign(leader, m.vote.leader_id().term).await;
         });
@@ -167,7 +168,7 @@ impl LeaderWatch {
     /// which could. So if this node saw the leader die moments ago, it
     /// campaigns at once, as many times as it takes to get above that term.
     pub fn refused_shorter_log(&self, candidate_term: u64) {
-        let detected = *self.0.detected.lock().expect("detected lock");
+        let detected = *self.0.detected.lock();
         let Some((dead, at)) = detected else { return };
         if at.elapsed() > OUTBID_WINDOW {
             return;

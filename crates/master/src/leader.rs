@@ -23,10 +23,11 @@
 //! Long-poll waiters are not owned here: each `request` checks leadership
 //! itself and answers `NotLeader` as soon as the metrics change.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
+use parking_lot::RwLock;
 use taskraft_core::{lease, retention, Command, Response};
 use taskraft_proto::config::ClusterSettings;
 use tokio::task::JoinHandle;
@@ -111,7 +112,7 @@ async fn scan_leases(
     let mut ticker = Ticker::new(settings.scan_interval_ms, token.clone());
     while ticker.tick().await {
         let expired = {
-            let a = applied.read().expect("applied lock");
+            let a = applied.read();
             let found = lease::expired(
                 &a.table,
                 now_ms(),
@@ -164,7 +165,7 @@ async fn purge_finished(
         loop {
             let now = now_ms();
             let due = {
-                let a = applied.read().expect("applied lock");
+                let a = applied.read();
                 retention::due(&a.table, now, settings.retention_ms)
             };
             let Some(cutoff) = due else { break };

@@ -24,7 +24,7 @@
 //! that did.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{
@@ -35,6 +35,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use parking_lot::Mutex;
 use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_proto::auth::Credentials;
@@ -53,12 +54,12 @@ pub struct Liveness(Arc<Mutex<HashMap<NodeId, Instant>>>);
 
 impl Liveness {
     fn answered(&self, id: NodeId) {
-        self.0.lock().expect("liveness lock").insert(id, Instant::now());
+        self.0.lock().insert(id, Instant::now());
     }
 
     /// Whether `id` answered this node within `window`.
     pub fn answered_within(&self, id: NodeId, window: Duration) -> bool {
-        self.0.lock().expect("liveness lock").get(&id).is_some_and(|at| at.elapsed() <= window)
+        self.0.lock().get(&id).is_some_and(|at| at.elapsed() <= window)
     }
 }
 
@@ -185,14 +186,14 @@ fn context_with(ttl: Duration) -> context::Context {
 
 impl PeerConn {
     async fn client(&self, ttl: Duration) -> Result<PeerServiceClient, Unreachable> {
-        if let Some(c) = self.pool.lock().expect("pool lock").get(&self.addr) {
+        if let Some(c) = self.pool.lock().get(&self.addr) {
             return Ok(c.clone());
         }
         let t = transport::connect_as(&self.addr, ttl, &self.token, self.me)
             .await
             .map_err(|e| Unreachable::new(&e))?;
         let c = PeerServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        self.pool.lock().expect("pool lock").insert(self.addr.clone(), c.clone());
+        self.pool.lock().insert(self.addr.clone(), c.clone());
         Ok(c)
     }
 
@@ -201,7 +202,7 @@ impl PeerConn {
     fn transport_error<E: std::error::Error>(&self, e: RpcError) -> RPCError<NodeId, NodeInfo, E> {
         match e {
             RpcError::Shutdown | RpcError::Send(_) | RpcError::Channel(_) => {
-                self.pool.lock().expect("pool lock").remove(&self.addr);
+                self.pool.lock().remove(&self.addr);
                 RPCError::Unreachable(Unreachable::new(&e))
             }
             RpcError::DeadlineExceeded | RpcError::Server(_) => {

@@ -190,7 +190,7 @@ impl Node {
     }
 
     /// The applied state of this node (the table as this replica holds it).
-    pub fn applied(&self) -> std::sync::Arc<std::sync::RwLock<store::Applied>> {
+    pub fn applied(&self) -> Arc<parking_lot::RwLock<store::Applied>> {
         self.state_machine.applied()
     }
 

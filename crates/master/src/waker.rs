@@ -9,9 +9,10 @@
 //! propose one only when an idle task is leasable, so it is the waker that
 //! makes a due task leasable.)
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use taskraft_core::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,7 @@ pub async fn wake_due(
     token: CancellationToken,
 ) {
     loop {
-        let next = applied.read().expect("applied lock").table.next_due_ms();
+        let next = applied.read().table.next_due_ms();
         let now = now_ms();
         match next {
             Some(due) if due <= now => {

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
+use parking_lot::{Mutex, MutexGuard};
 use taskraft_proto::client::{BackupInfo, MAX_BACKUP_CHUNK};
 
 use super::*;
@@ -37,8 +37,8 @@ struct Session {
 
 impl Backups {
     /// Drops idle sessions and returns the lock on the rest.
-    fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Session>> {
-        let mut sessions = self.sessions.lock().expect("backup sessions lock");
+    fn live(&self) -> MutexGuard<'_, BTreeMap<u64, Session>> {
+        let mut sessions = self.sessions.lock();
         sessions.retain(|_, s| s.last_read.elapsed() < IDLE);
         sessions
     }
@@ -59,7 +59,7 @@ impl Api {
             let file = File::options().read(true).write(true).create_new(true).open(&path)?;
             // Unlinked at once: the open file is all the session needs.
             std::fs::remove_file(&path)?;
-            let a = applied.read().expect("applied lock");
+            let a = applied.read();
             let header = BackupHeader {
                 cluster,
                 taken_ms: now_ms(),

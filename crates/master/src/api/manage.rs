@@ -32,7 +32,7 @@ impl Api {
         }
         self.linearizable().await?;
         let ids: Vec<TaskId> = {
-            let a = self.0.applied.read().expect("applied lock");
+            let a = self.0.applied.read();
             match (&key, &queue) {
                 (Some(k), _) => a.table.by_key(k).into_iter().collect(),
                 (_, Some(q)) => a.table.cancellable_in(q, MAX_TASKS_PER_SUBMIT),

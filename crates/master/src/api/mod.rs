@@ -18,11 +18,12 @@
 //! - [`manage`]: cancel and retry.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{ServerState, TryAsRef};
+use parking_lot::RwLock;
 use tarpc::context::Context;
 use taskraft_core::{
     Command, Lease, NewTask, Outcome, PageLimits, Response, Status, Submitted, Task, TaskId,
@@ -195,13 +196,13 @@ impl Api {
 
     /// Tasks by status, in all and per queue, in this node's table (not linearizable).
     pub(crate) fn local_counts(&self) -> (taskraft_core::Counts, Vec<taskraft_core::QueueStatus>) {
-        let a = self.0.applied.read().expect("applied lock");
+        let a = self.0.applied.read();
         (a.table.counts(), a.table.queues())
     }
 
     /// Who holds leases in this node's table, busiest first.
     pub(crate) fn holders(&self) -> Vec<Holder> {
-        let a = self.0.applied.read().expect("applied lock");
+        let a = self.0.applied.read();
         let mut by_worker: std::collections::BTreeMap<&WorkerId, Holder> = Default::default();
         // Oldest lease first, so each worker's first tasks are its oldest.
         for (start, lease) in a.table.leases_by_start() {

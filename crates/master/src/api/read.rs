@@ -9,7 +9,7 @@ impl Api {
         self.linearizable().await?;
         let m = self.0.raft.metrics().borrow().clone();
         let (counts, queues) = {
-            let a = self.0.applied.read().expect("applied lock");
+            let a = self.0.applied.read();
             (a.table.counts(), a.table.queues())
         };
         let membership = m.membership_config.membership();
@@ -66,7 +66,7 @@ impl Api {
             )));
         }
         self.linearizable().await?;
-        let a = self.0.applied.read().expect("applied lock");
+        let a = self.0.applied.read();
         let limits =
             PageLimits { rows: limit as usize, bytes: MAX_PAGE_BYTES, scan: MAX_PAGE_SCAN };
         let page = a.table.page(status, after.unwrap_or(TaskId(0)), limits);
@@ -82,7 +82,7 @@ impl Api {
         // blocking thread does both (the console asks every second).
         let (applied, dir) = (self.0.applied.clone(), self.0.data_dir.clone());
         let local = tokio::task::spawn_blocking(move || {
-            let a = applied.read().expect("applied lock");
+            let a = applied.read();
             let table = (a.last_applied.map(|l| l.index), a.table.digest(), a.table.counts());
             drop(a);
             let sizes = (
@@ -117,7 +117,7 @@ impl Api {
 
     pub(crate) async fn one_task(&self, id: TaskId) -> Result<Task, WireError> {
         self.linearizable().await?;
-        let a = self.0.applied.read().expect("applied lock");
+        let a = self.0.applied.read();
         a.table
             .get(id)
             .cloned()

@@ -30,7 +30,7 @@ impl Api {
     /// Whether an `Assign` from `queues` would lease anything now: checked
     /// before proposing one, so that an empty-handed worker writes nothing.
     pub(super) fn leasable(&self, queues: &[String]) -> bool {
-        let a = self.0.applied.read().expect("applied lock");
+        let a = self.0.applied.read();
         a.table.leasable(queues, now_ms(), self.0.settings.aging_ms)
     }
 
@@ -93,7 +93,7 @@ impl Api {
     /// idle or in progress (confirmed with a quorum), else `NoTask`.
     pub(super) async fn empty_handed(&self) -> Result<Assignment, WireError> {
         self.linearizable().await?;
-        let counts = self.0.applied.read().expect("applied lock").table.counts();
+        let counts = self.0.applied.read().table.counts();
         Ok(if counts.unfinished() == 0 { Assignment::Drained } else { Assignment::NoTask })
     }
 

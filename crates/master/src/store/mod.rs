@@ -89,7 +89,7 @@ pub fn open(
     // has purged, unless the table's file lost flushed writes (sled
     // recovers a damaged or cut file to an older state, silently) with no
     // snapshot to rebuild it from.
-    let applied = sm.applied().read().expect("applied lock").last_applied;
+    let applied = sm.applied().read().last_applied;
     if let Some(purged) = purged.filter(|p| applied.is_none_or(|a| a.index < p.index)) {
         let at = applied.map_or("no entry".to_string(), |a| format!("log index {}", a.index));
         let what = format!("its table is at {at}, but the log starts after index {}: the table lost writes the log cannot replay (its file damaged or cut short)", purged.index);

@@ -11,14 +11,14 @@
 //! that were applied; a sled error or an undecodable snapshot is a
 //! `StorageError`, which stops the node: it is never answered as if applied.
 //!
-//! The table also lives in memory ([`Applied`], behind a std `RwLock` that is
+//! The table also lives in memory ([`Applied`], behind a `parking_lot::RwLock` that is
 //! never held across an `.await`), where the client API and the leader's
 //! scanner read it. Each apply bumps a watch channel so that long-polls wake.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockWriteGuard, TryLockError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -26,6 +26,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError,
     StoredMembership,
 };
+use parking_lot::{RwLock, RwLockWriteGuard};
 use taskraft_core::{PushWorker, QueueSettings, Response, Table, Task, TaskId};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
@@ -141,10 +142,8 @@ pub(super) fn table_batch(
 async fn write_lock(applied: &RwLock<Applied>) -> RwLockWriteGuard<'_, Applied> {
     let mut tries = 0u32;
     loop {
-        match applied.try_write() {
-            Ok(guard) => return guard,
-            Err(TryLockError::Poisoned(e)) => panic!("applied lock poisoned: {e}"),
-            Err(TryLockError::WouldBlock) => {}
+        if let Some(guard) = applied.try_write() {
+            return guard;
         }
         tries += 1;
         if tries < 64 {
@@ -291,7 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>>
     {
-        let a = self.applied.read().expect("applied lock");
+        let a = self.applied.read();
         Ok((a.last_applied, a.membership.clone()))
     }
 
@@ -366,7 +365,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let started = Instant::now();
         let (applied, dirty, tree) = (self.applied.clone(), self.dirty.clone(), self.tree.clone());
         let encoded = tokio::task::spawn_blocking(move || {
-            let a = applied.read().expect("applied lock");
+            let a = applied.read();
             // The tree catches up with the image; the builder flushes it.
             let written = dirty.lock().write(&tree, &a);
             (a.last_applied, a.membership.clone(), encode_image(&a.table), written)
