@@ -75,6 +75,15 @@ pub struct Verdict {
     pub stale_recorded: Vec<u64>,
     /// Keys held by more than one task.
     pub keyed_twice: Vec<String>,
+    /// (task, attempt) pairs handed out by more than one acknowledged lease.
+    pub leased_twice: Vec<(u64, u32)>,
+    /// Tasks one attempt of which was acknowledged as ended twice
+    /// (completed and failed, or failed twice), or failed but found
+    /// completed by that attempt in the final table.
+    pub ended_twice: Vec<u64>,
+    /// Tasks whose lease was extended (acknowledged) after the attempt's
+    /// end had been acknowledged.
+    pub extended_after_end: Vec<u64>,
     /// Submits of unknown outcome: in the table once, not at all, or (a
     /// violation) more than once.
     pub unknown_present: u64,
@@ -94,12 +103,15 @@ impl Verdict {
             && self.stale_recorded.is_empty()
             && self.keyed_twice.is_empty()
             && self.unknown_twice.is_empty()
+            && self.leased_twice.is_empty()
+            && self.ended_twice.is_empty()
+            && self.extended_after_end.is_empty()
     }
 
     /// The counts, one per line.
     pub fn summary(&self) -> String {
         format!(
-            "acknowledged submits {} found {} lost {}\ncompleted more than once {}\nstale results recorded {}\nkeys held twice {}\nunknown submits present {} absent {} twice {}\nlongest window without a successful write {} ms",
+            "acknowledged submits {} found {} lost {}\ncompleted more than once {}\nstale results recorded {}\nkeys held twice {}\nunknown submits present {} absent {} twice {}\nattempts leased twice {} ended twice {} extended after their end {}\nlongest window without a successful write {} ms",
             self.acknowledged,
             self.found,
             self.lost.len(),
@@ -109,6 +121,9 @@ impl Verdict {
             self.unknown_present,
             self.unknown_absent,
             self.unknown_twice.len(),
+            self.leased_twice.len(),
+            self.ended_twice.len(),
+            self.extended_after_end.len(),
             self.longest_write_gap_ms
         )
     }
@@ -192,6 +207,7 @@ pub fn verdict_with(
             v.stale_recorded.push(t.id.0);
         }
     }
+    check_attempts(history, &by_id, &mut v);
     writes.retain(|at| *at <= load_until_ms);
     // The load's end counts as a point: writes that stop early are a gap too.
     if load_until_ms != u64::MAX {
@@ -202,132 +218,44 @@ pub fn verdict_with(
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use taskraft_core::{Attempt, TaskId, WorkerId};
-
-    use super::*;
-
-    fn task(id: u64, data: &str, key: Option<&str>, attempt: u32, result: Option<&str>) -> Task {
-        Task {
-            id: TaskId(id),
-            data: data.into(),
-            key: key.map(String::from),
-            priority: 0,
-            queue: "default".into(),
-            status: if result.is_some() { Status::Completed } else { Status::Idle },
-            attempt: Attempt(attempt),
-            max_attempts: 3,
-            worker: Some(WorkerId("w".into())),
-            lease_start_ms: None,
-            result: result.map(|r| r.as_bytes().to_vec()),
-            error: None,
-            submitted_ms: 0,
-            finished_ms: result.map(|_| 1),
-            due_ms: None,
-            retry_base_ms: 0,
-            retry_max_ms: 0,
-            attempt_base: 0,
-            cancelling: false,
-            idle_since_ms: result.is_none().then_some(0),
+/// The fencing of attempts: each (task, attempt) is leased once, ends
+/// once (completed or failed), and is not extended after it ended.
+fn check_attempts(history: &[Op], by_id: &BTreeMap<u64, &Task>, v: &mut Verdict) {
+    let mut leased: BTreeMap<(u64, u32), u32> = BTreeMap::new();
+    let mut ended: BTreeMap<(u64, u32), Vec<&Op>> = BTreeMap::new();
+    let mut ended_twice = BTreeSet::new();
+    for op in history.iter().filter(|op| op.ret == Ret::Ok) {
+        match &op.f {
+            F::Lease { tasks } => {
+                tasks.iter().for_each(|pair| *leased.entry(*pair).or_default() += 1)
+            }
+            F::Complete { task, attempt, .. } => {
+                ended.entry((*task, *attempt)).or_default().push(op)
+            }
+            F::Fail { task, attempt } => {
+                ended.entry((*task, *attempt)).or_default().push(op);
+                let t = by_id.get(task);
+                if t.is_some_and(|t| t.status == Status::Completed && t.attempt.0 == *attempt) {
+                    ended_twice.insert(*task);
+                }
+            }
+            _ => {}
         }
     }
-
-    fn submit(data: &str, id: Option<u64>, ret: Ret, at: u64) -> Op {
-        let f = F::Submit { data: data.into(), key: None, id };
-        Op { process: "p".into(), f, invoke_ms: at, return_ms: at + 1, node: Some(1), ret }
+    v.leased_twice = leased.into_iter().filter(|(_, n)| *n > 1).map(|(pair, _)| pair).collect();
+    ended_twice.extend(ended.iter().filter(|(_, ops)| ops.len() > 1).map(|((t, _), _)| *t));
+    v.ended_twice = ended_twice.into_iter().collect();
+    let mut late = BTreeSet::new();
+    for op in history.iter().filter(|op| op.ret == Ret::Ok) {
+        if let F::Extend { task, attempt } = &op.f {
+            let ends = ended.get(&(*task, *attempt)).map_or(&[][..], |ops| &ops[..]);
+            if ends.iter().any(|end| end.return_ms < op.invoke_ms) {
+                late.insert(*task);
+            }
+        }
     }
-
-    fn complete(task: u64, attempt: u32, result: &str, ret: Ret, at: u64) -> Op {
-        let f = F::Complete { task, attempt, result: result.into() };
-        Op { process: "w".into(), f, invoke_ms: at, return_ms: at + 1, node: Some(1), ret }
-    }
-
-    /// A clean run: everything acknowledged is there, each task completed
-    /// once with its current attempt's result.
-    fn clean() -> (Vec<Op>, Vec<Task>) {
-        let history = vec![
-            submit("a", Some(1), Ret::Ok, 0),
-            submit("b", Some(2), Ret::Ok, 10),
-            submit("c", None, Ret::Unknown, 20),
-            complete(1, 1, "A", Ret::Ok, 30),
-            complete(2, 1, "B-late", Ret::Fenced, 40),
-            complete(2, 2, "B", Ret::Ok, 50),
-        ];
-        let table = vec![
-            task(1, "a", None, 1, Some("A")),
-            task(2, "b", None, 2, Some("B")),
-            task(3, "c", None, 0, None),
-        ];
-        (history, table)
-    }
-
-    #[test]
-    fn a_clean_history_passes_and_the_lines_round_trip() {
-        let (history, table) = clean();
-        let v = verdict(&history, &table);
-        assert!(v.ok(), "{}", v.summary());
-        assert_eq!((v.acknowledged, v.found, v.unknown_present), (2, 2, 1));
-        assert_eq!(v.longest_write_gap_ms, 20, "writes returned at 1, 11, 31 and 51 ms");
-        let early = verdict_with(&history, &table, &BTreeSet::new(), 31);
-        assert_eq!(early.longest_write_gap_ms, 20, "the gap from 11 to 31 ms counts");
-        let earlier = verdict_with(&history, &table, &BTreeSet::new(), 30);
-        assert_eq!(earlier.longest_write_gap_ms, 19, "writes at 1 and 11 ms, then none until 30");
-        let text: String =
-            history.iter().map(|op| serde_json::to_string(op).unwrap() + "\n").collect();
-        assert_eq!(parse(&text).unwrap(), history);
-        assert!(text.lines().next().unwrap().contains("\"f\":\"submit\""), "{text}");
-    }
-
-    #[test]
-    fn a_lost_write_is_caught() {
-        let (history, mut table) = clean();
-        table.retain(|t| t.id.0 != 2);
-        let v = verdict(&history, &table);
-        assert_eq!(v.lost, vec![2]);
-        assert!(!v.ok());
-    }
-
-    #[test]
-    fn a_double_completion_is_caught() {
-        let (mut history, table) = clean();
-        history.push(complete(1, 1, "A", Ret::Ok, 60));
-        let v = verdict(&history, &table);
-        assert_eq!(v.completed_twice, vec![1]);
-        assert!(!v.ok());
-    }
-
-    #[test]
-    fn a_stale_result_recorded_is_caught() {
-        let (history, mut table) = clean();
-        // Task 2 holds attempt 1's result, though attempt 2 is current.
-        table[1].result = Some(b"B-late".to_vec());
-        let v = verdict(&history, &table);
-        assert_eq!(v.stale_recorded, vec![2]);
-        assert!(!v.ok());
-    }
-
-    #[test]
-    fn a_push_workers_result_must_be_its_data_upper_cased() {
-        let (history, mut table) = clean();
-        table.push(task(4, "d", None, 1, Some("D")));
-        table[3].worker = Some(WorkerId("push-1".into()));
-        let push = BTreeSet::from(["push-1".to_string()]);
-        assert!(verdict_with(&history, &table, &push, u64::MAX).ok());
-        table[3].result = Some(b"d".to_vec());
-        assert_eq!(verdict_with(&history, &table, &push, u64::MAX).stale_recorded, vec![4]);
-        assert_eq!(verdict(&history, &table).stale_recorded, vec![4], "not in the history");
-    }
-
-    #[test]
-    fn a_key_held_twice_and_an_unknown_submit_applied_twice_are_caught() {
-        let (history, mut table) = clean();
-        table[0].key = Some("k".into());
-        table[1].key = Some("k".into());
-        table.push(task(4, "c", None, 0, None));
-        let v = verdict(&history, &table);
-        assert_eq!(v.keyed_twice, vec!["k".to_string()]);
-        assert_eq!(v.unknown_twice, vec!["c".to_string()]);
-        assert!(!v.ok());
-    }
+    v.extended_after_end = late.into_iter().collect();
 }
+
+#[cfg(test)]
+mod tests;
