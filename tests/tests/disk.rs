@@ -288,8 +288,13 @@ async fn a_follower_killed_while_installing_a_snapshot_restarts_and_catches_up()
 
     cluster.start_node(victim);
     let name = format!("node{victim}");
+    // Both lines: the install began, and the log purge waits for it (in
+    // the window that a kill used to turn into a node refusing to start).
     let waiting = std::time::Instant::now();
-    while !cluster.log(&name).contains("installing a snapshot") {
+    while !["installing a snapshot", "the log purge waits"]
+        .iter()
+        .all(|l| cluster.log(&name).contains(l))
+    {
         let log = cluster.log(&name);
         assert!(
             waiting.elapsed() < Duration::from_secs(60),

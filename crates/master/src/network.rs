@@ -273,7 +273,11 @@ impl RaftNetwork<TypeConfig> for PeerConn {
             Err(RpcError::DeadlineExceeded) if carries => {
                 self.budget = (self.budget / 2).max(MIN_APPEND_BYTES);
             }
-            Ok(Ok(_)) if carries => self.budget = (self.budget * 2).min(MAX_APPEND_BYTES),
+            Ok(Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)))
+                if carries =>
+            {
+                self.budget = (self.budget * 2).min(MAX_APPEND_BYTES)
+            }
             _ => {}
         }
         let answer = self.answer(result);

@@ -125,6 +125,8 @@ pub struct NodeConfig {
 
 /// The fewest log entries between snapshots accepted.
 pub const MIN_SNAPSHOT_EVERY: u64 = 100;
+/// The most accepted.
+pub const MAX_SNAPSHOT_EVERY: u64 = 1_000_000_000;
 
 /// The shortest non-zero `retention_ms` accepted.
 pub const MIN_RETENTION_MS: u64 = 1000;

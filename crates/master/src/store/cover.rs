@@ -49,9 +49,35 @@ impl CoverSender {
         self.0.send_modify(|c| c.failed = true);
     }
 
+    /// Fails the cover when dropped armed: an error, a panic or a
+    /// cancellation in the state machine's task. That task runs the
+    /// installs a waiting purge needs; after it stops, none ever comes,
+    /// and Raft, waiting in the purge, would hear of the error never.
+    pub fn guard(&self) -> CoverGuard {
+        CoverGuard(Some(self.clone()))
+    }
+
     /// What the log waits on.
     pub fn subscribe(&self) -> CoverWatch {
         CoverWatch(self.0.subscribe())
+    }
+}
+
+/// See [`CoverSender::guard`].
+pub struct CoverGuard(Option<CoverSender>);
+
+impl CoverGuard {
+    /// The work it guarded succeeded.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CoverGuard {
+    fn drop(&mut self) {
+        if let Some(cover) = self.0.take() {
+            cover.fail();
+        }
     }
 }
 
@@ -61,7 +87,7 @@ pub struct CoverWatch(watch::Receiver<Cover>);
 
 impl CoverWatch {
     /// Resolves once the table or the snapshot file holds `index` durably;
-    /// an error when it never will (a failed install, a stopped store).
+    /// an error when it never will (the state machine failed).
     pub async fn reached(&mut self, index: u64) -> Result<(), &'static str> {
         let got = self
             .0
@@ -69,7 +95,9 @@ impl CoverWatch {
             .await
             .map_err(|_| "the state machine stopped")?;
         match got.failed {
-            true => Err("the snapshot install this purge waits for failed"),
+            true => Err(
+                "the state machine failed before the snapshot this purge waits for was installed",
+            ),
             false => Ok(()),
         }
     }
@@ -108,8 +136,10 @@ mod tests {
         cover.reach(Some(5));
         assert!(watch.covers(12), "the extent never goes back");
 
+        cover.guard().disarm();
+        assert!(watch.reached(12).await.is_ok(), "a disarmed guard fails nothing");
         let failing = tokio::spawn(async move { watch.reached(20).await });
-        cover.fail();
-        assert!(failing.await.unwrap().is_err());
+        drop(cover.guard());
+        assert!(failing.await.unwrap().is_err(), "an armed guard fails the cover");
     }
 }

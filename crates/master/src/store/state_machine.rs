@@ -39,6 +39,10 @@ use super::{decode, encode};
 use crate::metrics::events::{observe, Probe};
 use crate::metrics::{since, Metrics};
 
+mod snapshots;
+
+pub use snapshots::SnapshotBuilder;
+
 const LAST_APPLIED: &[u8] = b"m:last_applied";
 const MEMBERSHIP: &[u8] = b"m:membership";
 const PUSH_WORKERS: &[u8] = b"m:push_workers";
@@ -299,6 +303,55 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // An error here stops openraft's state machine task: see CoverSender::guard.
+        let guard = self.cover.guard();
+        let applied = self.apply_entries(entries).await;
+        if applied.is_ok() {
+            guard.disarm();
+        }
+        applied
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_builder().await
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let guard = self.cover.guard();
+        let installed = self.install(meta, snapshot.into_inner()).await;
+        if installed.is_ok() {
+            guard.disarm();
+        }
+        installed
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let path = self.snapshot_path.clone();
+        tokio::task::spawn_blocking(move || read_snapshot_file(&path))
+            .await
+            .expect("snapshot read does not panic")
+            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)).into())
+    }
+}
+
+impl StateMachine {
+    /// [`RaftStateMachine::apply`].
+    async fn apply_entries<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>>,
+    {
         let mut responses = Vec::new();
         let mut registry_changed = false;
         let mut queues_changed = false;
@@ -355,165 +408,5 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.registry.send_modify(|v| *v += 1);
         }
         Ok(responses)
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // openraft builds the snapshot in another task while later entries
-        // apply, so encode a consistent view now. Encoding the rows under the
-        // read lock costs less memory than a copy of the table; it runs on a
-        // blocking thread so that Raft's own tasks (heartbeats) keep running.
-        let started = Instant::now();
-        let (applied, dirty, tree) = (self.applied.clone(), self.dirty.clone(), self.tree.clone());
-        let encoded = tokio::task::spawn_blocking(move || {
-            let a = applied.read();
-            // The tree catches up with the image; the builder flushes it.
-            let written = dirty.lock().write(&tree, &a);
-            (a.last_applied, a.membership.clone(), encode_image(&a.table), written)
-        })
-        .await
-        .expect("snapshot encoding does not panic");
-        let (last_applied, membership, data, written) = encoded;
-        SnapshotBuilder {
-            last_applied,
-            membership,
-            data: Some(data),
-            unwritten: written.err(),
-            path: self.snapshot_path.clone(),
-            tree: self.tree.clone(),
-            metrics: self.metrics.clone(),
-            cover: self.cover.clone(),
-            started,
-        }
-    }
-
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, NodeInfo>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        let size = data.len();
-        let membership = meta.last_membership.clone();
-        let index = meta.last_log_id.map_or(0, |l| l.index);
-        tracing::info!(index, bytes = size, "installing a snapshot from the leader");
-        let installed = self.install_durably(meta, data).await;
-        let table = installed.inspect_err(|_| self.cover.fail())?;
-        tracing::info!(index, "snapshot installed");
-        // From now on a restart finds this snapshot: the log may purge up to it.
-        self.cover.reach(meta.last_log_id.map(|l| l.index));
-        self.metrics.snapshot_bytes.set(size as i64);
-        let mut a = write_lock(&self.applied).await;
-        let old = std::mem::replace(
-            &mut *a,
-            Applied { table, last_applied: meta.last_log_id, membership },
-        );
-        // Changes from before the snapshot are in its rows, or gone with them.
-        *self.dirty.lock() = Dirty::default();
-        drop(a);
-        // Freeing a large table takes a while too.
-        tokio::task::spawn_blocking(move || drop(old));
-        self.registry.send_modify(|v| *v += 1);
-        self.applied_index.send_replace(index);
-        Ok(())
-    }
-
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let path = self.snapshot_path.clone();
-        tokio::task::spawn_blocking(move || read_snapshot_file(&path))
-            .await
-            .expect("snapshot read does not panic")
-            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)).into())
-    }
-}
-
-impl StateMachine {
-    /// Decodes a snapshot from the leader, writes its file and the table's
-    /// rows, and flushes them: once this returns, a restart finds it.
-    async fn install_durably(
-        &self,
-        meta: &SnapshotMeta<NodeId, NodeInfo>,
-        data: Vec<u8>,
-    ) -> Result<Table, StorageError<NodeId>> {
-        // Decoding the image and rewriting the tree take seconds for a large
-        // table: a blocking thread does them, so that a single-threaded
-        // master keeps answering its leader meanwhile.
-        let (path, m, tree) = (self.snapshot_path.clone(), meta.clone(), self.tree.clone());
-        let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
-            let table = decode_image(&data)
-                .map_err(|e| {
-                    StorageIOError::read_snapshot(Some(m.signature()), &std::io::Error::other(e))
-                })?
-                .into_table();
-            let batch = replacing_batch(&tree, &table, m.last_log_id, &m.last_membership)
-                .map_err(|e| StorageIOError::write_state_machine(&e))?;
-            // The file first: a crash before the batch leaves the old table
-            // and a newer snapshot, from which `open` rebuilds the table.
-            write_snapshot_file(&path, &m, &data)
-                .map_err(|e| StorageIOError::write_snapshot(Some(m.signature()), &e))?;
-            tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
-            Ok(table)
-        })
-        .await
-        .expect("snapshot install does not panic")?;
-        self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
-        Ok(table)
-    }
-}
-
-/// Writes the rows encoded by `get_snapshot_builder` to the snapshot file.
-pub struct SnapshotBuilder {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, NodeInfo>,
-    data: Option<Vec<u8>>,
-    /// Why the table tree could not catch up with the image, if it could not.
-    unwritten: Option<sled::Error>,
-    path: PathBuf,
-    tree: sled::Tree,
-    metrics: Arc<Metrics>,
-    cover: CoverSender,
-    /// When the builder was made (the table's encoding starts the build).
-    started: Instant,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let data = self.data.take().unwrap_or_default();
-        let index = self.last_applied.map_or(0, |l| l.index);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let meta = SnapshotMeta {
-            last_log_id: self.last_applied,
-            last_membership: self.membership.clone(),
-            snapshot_id: format!("{index}-{nanos}"),
-        };
-        // apply() does not fsync: make the table durable up to this snapshot
-        // before openraft may purge the log entries it covers.
-        if let Some(e) = self.unwritten.take() {
-            return Err(StorageIOError::write_snapshot(Some(meta.signature()), &e).into());
-        }
-        self.tree
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let (path, m) = (self.path.clone(), meta.clone());
-        let data = tokio::task::spawn_blocking(move || {
-            write_snapshot_file(&path, &m, &data).map(|()| data)
-        })
-        .await
-        .expect("snapshot write does not panic")
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.cover.reach(self.last_applied.map(|l| l.index));
-        self.metrics.snapshot_bytes.set(data.len() as i64);
-        self.metrics.snapshot_build.observe(since(self.started));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }

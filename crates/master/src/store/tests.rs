@@ -27,7 +27,7 @@ fn store_passes_openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
 fn data_dir_of_another_cluster_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(super::open(dir.path(), "alpha", metrics()).unwrap());
-    let err = super::open(dir.path(), "beta", metrics()).err().expect("refused");
+    let err = refused(dir.path(), "beta");
     assert!(err.to_string().contains("belongs to cluster \"alpha\""), "{err}");
 }
 
@@ -44,7 +44,7 @@ fn corrupt_task_row_is_detected_at_open() {
         db.open_tree("table").unwrap().insert(key, &b"\xff\xff not a task"[..]).unwrap();
         db.flush().unwrap();
     }
-    let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
+    let err = refused(dir.path(), "c");
     assert!(err.to_string().contains("is damaged: task row"), "{err}");
 }
 
@@ -53,8 +53,22 @@ fn truncated_snapshot_file_is_detected_at_open() {
     let dir = tempfile::tempdir().unwrap();
     drop(super::open(dir.path(), "c", metrics()).unwrap());
     std::fs::write(dir.path().join("snapshot.bin"), [200u8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
-    let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
+    let err = refused(dir.path(), "c");
     assert!(err.to_string().contains("snapshot.bin: truncated meta"), "{err}");
+}
+
+/// The error of opening `dir`, once sled's lock from an earlier open (released by
+/// its background threads, asynchronously) is gone.
+fn refused(dir: &std::path::Path, cluster: &str) -> super::OpenError {
+    let started = std::time::Instant::now();
+    loop {
+        let err = super::open(dir, cluster, metrics()).err().expect("refused");
+        let locked = matches!(&err, super::OpenError::Sled { source, .. } if source.to_string().contains("lock"));
+        if !locked || started.elapsed() > std::time::Duration::from_secs(10) {
+            return err;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn metrics() -> std::sync::Arc<crate::metrics::Metrics> {
@@ -71,7 +85,7 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
         db.open_tree("meta").unwrap().remove("format").unwrap();
         db.flush().unwrap();
     }
-    let err = super::open(dir.path(), "c", metrics()).err().expect("refused");
+    let err = refused(dir.path(), "c");
     let text = err.to_string();
     assert!(text.contains("storage format 1") && text.contains("reads format 3"), "{text}");
 }

@@ -92,6 +92,12 @@ fn snapshots_too_often_are_refused() {
     assert!(error_of(&text).contains("cluster.snapshot_every: 10 entries"), "{}", error_of(&text));
     let ok = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 100");
     assert_eq!(ClusterConfig::parse(&ok).unwrap().cluster.snapshot_every, 100);
+    let huge = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 2000000000");
+    assert!(
+        error_of(&huge).contains("cluster.snapshot_every: must be at most"),
+        "{}",
+        error_of(&huge)
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use super::{invalid, ClusterConfig, ConfigError, MIN_RETENTION_MS, MIN_SNAPSHOT_EVERY};
+use super::{
+    invalid, ClusterConfig, ConfigError, MAX_SNAPSHOT_EVERY, MIN_RETENTION_MS, MIN_SNAPSHOT_EVERY,
+};
 use crate::client::MAX_DELAY_MS;
 use crate::transport::MAX_FRAME_BYTES;
 
@@ -80,6 +82,12 @@ impl ClusterConfig {
                     "{} entries: snapshots that often would rewrite the whole table all the time; use at least {MIN_SNAPSHOT_EVERY}",
                     c.snapshot_every
                 ),
+            ));
+        }
+        if c.snapshot_every > MAX_SNAPSHOT_EVERY {
+            return Err(invalid(
+                "cluster.snapshot_every",
+                format!("must be at most {MAX_SNAPSHOT_EVERY} entries"),
             ));
         }
         if c.max_attempts == 0 {
