@@ -115,8 +115,7 @@ impl PeerNetwork {
             pool: self.pool.clone(),
             token: self.token.clone(),
             liveness: self.liveness.clone(),
-            budget: MAX_APPEND_BYTES,
-            sending: false,
+            budget: Budget::default(),
         }
     }
 
@@ -163,11 +162,8 @@ pub struct PeerConn {
     pool: Pool,
     token: Credentials,
     liveness: Liveness,
-    /// The most entry bytes the next AppendEntries carries.
-    budget: u64,
-    /// An AppendEntries is under way: still set at the next call when
-    /// openraft gave up on the last one (it drops the call at its timeout).
-    sending: bool,
+    /// The byte budget of this replication stream's appends.
+    budget: Budget,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -232,6 +228,52 @@ pub const MAX_APPEND_BYTES: u64 = 256 << 10;
 /// The least a replication stream's budget shrinks to.
 pub const MIN_APPEND_BYTES: u64 = 32 << 10;
 
+/// A replication stream's append budget: [`MAX_APPEND_BYTES`] to start
+/// with, halved after an append that did not finish in time, doubled after
+/// one that did.
+struct Budget {
+    bytes: u64,
+    /// An append is under way: still set at the next one when openraft gave
+    /// up on the last (it drops the call at its timeout).
+    sending: bool,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { bytes: MAX_APPEND_BYTES, sending: false }
+    }
+}
+
+impl Budget {
+    /// Cuts `entries` to the budget before they are sent (see [`cut_to_budget`]).
+    fn cut(
+        &mut self,
+        entries: &mut Vec<openraft::Entry<TypeConfig>>,
+    ) -> Option<openraft::LogId<NodeId>> {
+        if std::mem::take(&mut self.sending) {
+            self.shrink();
+        }
+        self.sending = !entries.is_empty();
+        cut_to_budget(entries, self.bytes)
+    }
+
+    /// The append ended: answered in time (`Some(true)`), out of time
+    /// (`Some(false)`) or otherwise (`None`).
+    fn ended(&mut self, in_time: Option<bool>) {
+        if std::mem::take(&mut self.sending) {
+            match in_time {
+                Some(true) => self.bytes = (self.bytes * 2).min(MAX_APPEND_BYTES),
+                Some(false) => self.shrink(),
+                None => {}
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.bytes = (self.bytes / 2).max(MIN_APPEND_BYTES);
+    }
+}
+
 /// Cuts `entries` after the last one that keeps them within `budget`
 /// encoded bytes (at least one stays); returns the id of the last one kept
 /// when it cut anything.
@@ -261,25 +303,15 @@ impl RaftNetwork<TypeConfig> for PeerConn {
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let ttl = option.hard_ttl();
         let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
-        if std::mem::take(&mut self.sending) {
-            self.budget = (self.budget / 2).max(MIN_APPEND_BYTES);
-        }
-        let carries = !req.entries.is_empty();
-        let cut = cut_to_budget(&mut req.entries, self.budget);
-        self.sending = carries;
+        let cut = self.budget.cut(&mut req.entries);
         let result = c.append_entries(context_with(ttl), req).await;
-        self.sending = false;
-        match &result {
-            Err(RpcError::DeadlineExceeded) if carries => {
-                self.budget = (self.budget / 2).max(MIN_APPEND_BYTES);
+        self.budget.ended(match &result {
+            Err(RpcError::DeadlineExceeded) => Some(false),
+            Ok(Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))) => {
+                Some(true)
             }
-            Ok(Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)))
-                if carries =>
-            {
-                self.budget = (self.budget * 2).min(MAX_APPEND_BYTES)
-            }
-            _ => {}
-        }
+            _ => None,
+        });
         let answer = self.answer(result);
         if answer.is_ok() {
             self.liveness.answered(self.target);
@@ -325,7 +357,7 @@ mod tests {
     use taskraft_core::{Command, NewTask};
     use taskraft_proto::TypeConfig;
 
-    use super::cut_to_budget;
+    use super::{cut_to_budget, Budget, MAX_APPEND_BYTES, MIN_APPEND_BYTES};
 
     fn entries(sizes: &[usize]) -> Vec<Entry<TypeConfig>> {
         let entry = |(i, bytes): (usize, &usize)| {
@@ -356,5 +388,32 @@ mod tests {
         let mut one = entries(&[50_000]);
         assert_eq!(cut_to_budget(&mut one, 10_000), None);
         assert!(cut_to_budget(&mut Vec::new(), 10).is_none());
+    }
+
+    #[test]
+    fn a_budget_halves_after_an_append_out_of_time_and_doubles_after_one_in_time() {
+        let mut budget = Budget::default();
+        budget.cut(&mut entries(&[10]));
+        budget.ended(Some(false));
+        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 2);
+        // An append openraft gave up on (the call dropped, never ended).
+        budget.cut(&mut entries(&[10]));
+        budget.cut(&mut entries(&[10]));
+        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 4);
+        budget.ended(Some(true));
+        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 2);
+        budget.cut(&mut Vec::new());
+        budget.ended(Some(false));
+        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 2, "a heartbeat changes nothing");
+        for _ in 0..10 {
+            budget.cut(&mut entries(&[10]));
+            budget.ended(Some(false));
+        }
+        assert_eq!(budget.bytes, MIN_APPEND_BYTES);
+        for _ in 0..10 {
+            budget.cut(&mut entries(&[10]));
+            budget.ended(Some(true));
+        }
+        assert_eq!(budget.bytes, MAX_APPEND_BYTES);
     }
 }
