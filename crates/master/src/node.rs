@@ -135,6 +135,7 @@ impl Node {
             true => Some(bootstrap::resolve(config, id, &network).await?),
             false => None,
         };
+        let log_handle = log.clone();
         let raft = Raft::new(id, raft_config, network.clone(), log, sm.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -146,6 +147,7 @@ impl Node {
             data_dir: me.data_dir.clone(),
             network,
             metrics: metrics.clone(),
+            log: log_handle,
         };
         let api = Api::new(raft.clone(), &sm, wiring);
         let watch = LeaderWatch::new(

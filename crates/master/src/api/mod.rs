@@ -44,7 +44,7 @@ use crate::dispatch::{self, PushBoard, REGISTRATION_TTL_MS, RENEW_INTERVAL_MS};
 use crate::metrics::Metrics;
 use crate::network::PeerNetwork;
 use crate::proposer::Proposer;
-use crate::store::{Applied, StateMachine};
+use crate::store::{Applied, LogStore, StateMachine};
 use crate::{now_ms, Raft};
 
 /// Longest idempotency key accepted.
@@ -64,6 +64,8 @@ pub struct Wiring {
     pub network: PeerNetwork,
     /// This node's metrics (commit latency, group sizes).
     pub metrics: Arc<Metrics>,
+    /// This node's Raft log, for the read index.
+    pub log: LogStore,
 }
 
 /// One worker's leases, as the console shows them.
@@ -107,6 +109,8 @@ struct Inner {
     backups: backup::Backups,
     /// The peer network: which peers answer, and the resignation notice.
     network: PeerNetwork,
+    /// The Raft log: its last entry is the read index.
+    log: LogStore,
 }
 
 mod backup;
@@ -120,7 +124,7 @@ mod work;
 impl Api {
     /// The API of a node whose Raft is `raft` and whose table `sm` holds.
     pub fn new(raft: Raft, sm: &StateMachine, wiring: Wiring) -> Api {
-        let Wiring { settings, board, token, data_dir, network, metrics } = wiring;
+        let Wiring { settings, board, token, data_dir, network, metrics, log } = wiring;
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
         let proposer = Proposer::spawn(raft.clone(), metrics);
@@ -136,6 +140,7 @@ impl Api {
             data_dir,
             backups: backup::Backups::default(),
             network,
+            log,
         }))
     }
 
@@ -151,15 +156,35 @@ impl Api {
         }
     }
 
-    /// Confirms leadership with a quorum and waits until the table is current.
+    /// Confirms leadership with a quorum and waits until the table holds
+    /// every entry of this leader's log.
+    ///
+    /// openraft 0.9 reads at the larger of its commit index and the first
+    /// entry of the leader's term. A leader restarted within its term
+    /// resumes leading at once, with the commit index it last wrote down
+    /// (which rides with the next log write, so it can be older than what
+    /// it acknowledged) and a first entry committed long ago: a read there
+    /// missed the last acknowledged writes until they were committed anew.
+    /// Every entry in a leader's log commits while it leads, and its log
+    /// holds every acknowledged write, so its last entry is a read index
+    /// that misses none. A read waits at most for the writes in flight.
     async fn linearizable(&self) -> Result<(), WireError> {
-        let check = self.0.raft.ensure_linearizable();
+        let raft = &self.0.raft;
+        let check = async {
+            raft.ensure_linearizable().await.map_err(|e| self.wire_error(e))?;
+            let last = self.0.log.last_index();
+            let mut applied = self.0.applied_index.clone();
+            applied
+                .wait_for(|index| *index >= last)
+                .await
+                .map(drop)
+                .map_err(|_| WireError::Unavailable("this node is stopping".into()))
+        };
         match tokio::time::timeout(self.0.propose_timeout, check).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.wire_error(e)),
-            Err(_) => {
-                Err(WireError::Unavailable("leadership could not be confirmed in time".into()))
-            }
+            Ok(answer) => answer,
+            Err(_) => Err(WireError::Unavailable(
+                "leadership could not be confirmed, or the table did not catch up, in time".into(),
+            )),
         }
     }
 

@@ -68,6 +68,11 @@ impl LogStore {
         self.wal.is_blank()
     }
 
+    /// The index of the last entry in the log (written, or being written).
+    pub fn last_index(&self) -> u64 {
+        self.wal.log_state().0.map_or(0, |l| l.index)
+    }
+
     /// How many segment files the log has, and their bytes.
     pub fn disk_usage(&self) -> (usize, u64) {
         self.wal.disk_usage()
