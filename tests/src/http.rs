@@ -83,6 +83,13 @@ pub async fn request_with(
     tokio::time::timeout(Duration::from_secs(30), exchange).await.expect("http answer in time")
 }
 
+/// The value of one sample line of a Prometheus text answer.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// GET with a token.
 pub async fn get(addr: &str, path: &str, token: Option<&str>) -> Reply {
     request(addr, "GET", path, token, None).await

@@ -8,6 +8,8 @@ use taskraft_client::ClientError;
 use taskraft_core::{NewTask, Status, TaskId};
 use taskraft_master::{Node, NodeError, NodeOptions};
 use taskraft_proto::WireError;
+use taskraft_tests::cluster::FAST;
+use taskraft_tests::http::{get, sample};
 use taskraft_tests::{eventually, TestCluster};
 
 fn tasks(prefix: &str, n: usize) -> Vec<NewTask> {
@@ -35,6 +37,37 @@ async fn three_nodes_elect_one_leader_and_replicate_a_submit_to_all() {
         assert_eq!(a.table.counts().idle, 3, "node {id}");
         assert_eq!(a.table.get(TaskId(2)).unwrap().data, b"task data 2");
         assert_eq!(a.table.digest(), digest);
+    }
+    cluster.shutdown().await;
+}
+
+/// One write at a time: the leader answers most commit notices itself (the
+/// follower had just confirmed the same log), yet every follower applies
+/// every entry, the last one too, with no write after it; and no one
+/// campaigns for lack of messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_apply_every_entry_though_the_leader_skips_commit_notices() {
+    // An election timeout long enough that a starved test machine does not
+    // campaign; a leader that stopped talking would still be found out.
+    let timing =
+        FAST.replace("election_timeout_ms = [200, 500]", "election_timeout_ms = [600, 1200]");
+    assert_ne!(timing, FAST);
+    let cluster = TestCluster::start_with(3, &timing).await;
+    let leader = cluster.leader().await;
+    let term = |id| cluster.node(id).raft.metrics().borrow().current_term;
+    let before = term(leader);
+    let client = cluster.client_of(leader);
+    for i in 0..200 {
+        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+    }
+    let text = get(&cluster.http(leader), "/metrics", None).await.text();
+    let skipped = sample(&text, "taskraft_raft_commit_notices_skipped_total").unwrap();
+    // Two notices per write (one per follower): most are skipped.
+    assert!(skipped >= 50.0, "{skipped} skipped of 400");
+    cluster.converged().await;
+    for id in cluster.running() {
+        assert_eq!(cluster.node(id).applied().read().table.counts().idle, 200, "node {id}");
+        assert_eq!(term(id), before, "node {id} saw another term");
     }
     cluster.shutdown().await;
 }

@@ -7,15 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use taskraft_tests::cluster::FAST;
-use taskraft_tests::http::{get, lease, long_leases, outcome, submit};
+use taskraft_tests::http::{get, lease, long_leases, outcome, sample, submit};
 use taskraft_tests::{eventually, TestCluster};
-
-/// The value of one sample line of a Prometheus text answer.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_follow_the_table_and_raft() {

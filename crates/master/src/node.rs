@@ -119,7 +119,12 @@ impl Node {
         let blank = log.is_blank();
         let raft_config = Arc::new(raft_config(config, id)?);
         let slice = (raft_config.election_timeout_min, raft_config.election_timeout_max);
-        let network = PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone());
+        let notice_window = crate::network::notices::window(
+            Duration::from_millis(raft_config.heartbeat_interval),
+            Duration::from_millis(raft_config.election_timeout_min),
+        );
+        let network = PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone())
+            .skipping_notices(notice_window, metrics.commit_notices_skipped.clone());
         let shutdown = CancellationToken::new();
         let peers = PeerServer::new(id, &config.cluster.name, blank);
         let mut tasks = vec![server::serve_peers(

@@ -87,6 +87,8 @@ pub struct Metrics {
     pub leader_changes: Counter,
     /// The commit index this node last learned (saved by Raft).
     pub committed_index: Gauge,
+    /// Leader: appends carrying only a commit index, answered without a message.
+    pub commit_notices_skipped: Counter,
     tasks: Family<StatusLabel, Gauge>,
     queue_tasks: Family<QueueLabel, Gauge>,
     term: Gauge,
@@ -194,6 +196,11 @@ impl Metrics {
             "raft_committed_index",
             "Highest log index this node knows to be committed.",
         );
+        let commit_notices_skipped = counter(
+            &mut r,
+            "raft_commit_notices_skipped",
+            "Leader: AppendEntries without entries (a new commit index, a heartbeat) not sent because the follower had just confirmed the same log.",
+        );
         let tasks = Family::<StatusLabel, Gauge>::default();
         r.register("tasks", "Tasks in the table by status.", tasks.clone());
         let queue_tasks = Family::<QueueLabel, Gauge>::default();
@@ -233,6 +240,7 @@ impl Metrics {
             throughput: sampler::Throughput::default(),
             leader_changes,
             committed_index,
+            commit_notices_skipped,
             tasks,
             queue_tasks,
             term,

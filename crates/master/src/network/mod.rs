@@ -13,15 +13,10 @@
 //! `RPCOption::hard_ttl()`: a transport that waits longer than openraft does
 //! would stall elections.
 //!
-//! openraft gives an AppendEntries one heartbeat interval and fills it with
-//! up to 300 entries, whatever their size: a follower far behind on large
-//! entries (submits of a thousand tasks) got appends it could not store in
-//! time, again and again, and never caught up. An append is cut to a byte
-//! budget here and reported as the partial success openraft's API provides
-//! for this; the rest goes in the next one. The budget of each replication
-//! stream starts at [`MAX_APPEND_BYTES`], halves after an append that did
-//! not finish in time (down to [`MIN_APPEND_BYTES`]) and doubles after one
-//! that did.
+//! Two changes to what openraft asks for, each in its own module: appends
+//! are cut to a byte budget per replication stream ([`budget`]), and an
+//! append that only carries a new commit index is answered without a
+//! message right after the follower confirmed the same log ([`notices`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,11 +31,18 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use tarpc::client::RpcError;
 use tarpc::context;
 use taskraft_proto::auth::Credentials;
 use taskraft_proto::peer::{PeerProbe, PeerServiceClient};
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
+
+use budget::Budget;
+use notices::Notices;
+
+mod budget;
+pub mod notices;
 
 type Pool = Arc<Mutex<HashMap<String, PeerServiceClient>>>;
 /// Per-node dial addresses that take precedence over the membership's.
@@ -81,6 +83,10 @@ pub struct PeerNetwork {
     routes: Routes,
     token: Credentials,
     liveness: Liveness,
+    /// How long a confirmed append stands in for commit notices; zero
+    /// sends every one.
+    notice_window: Duration,
+    notices_skipped: Counter,
 }
 
 impl PeerNetwork {
@@ -98,7 +104,18 @@ impl PeerNetwork {
             routes: Arc::new(routes),
             token,
             liveness: Liveness::default(),
+            notice_window: Duration::ZERO,
+            notices_skipped: Counter::default(),
         }
+    }
+
+    /// Answers appends that carry only a commit index without sending them
+    /// within `window` after the follower confirmed the same log (see
+    /// [`notices`]), counting each in `skipped`.
+    pub fn skipping_notices(mut self, window: Duration, skipped: Counter) -> PeerNetwork {
+        self.notice_window = window;
+        self.notices_skipped = skipped;
+        self
     }
 
     /// When each peer last answered this node's replication.
@@ -116,6 +133,9 @@ impl PeerNetwork {
             token: self.token.clone(),
             liveness: self.liveness.clone(),
             budget: Budget::default(),
+            notices: Notices::default(),
+            notice_window: self.notice_window,
+            notices_skipped: self.notices_skipped.clone(),
         }
     }
 
@@ -164,6 +184,10 @@ pub struct PeerConn {
     liveness: Liveness,
     /// The byte budget of this replication stream's appends.
     budget: Budget,
+    /// What the follower last confirmed, for skipping commit notices.
+    notices: Notices,
+    notice_window: Duration,
+    notices_skipped: Counter,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -219,91 +243,22 @@ impl PeerConn {
     }
 }
 
-/// The most encoded entry bytes one AppendEntries carries; a single entry
-/// goes whole, however large. In the 1,000,000-task load (entries of
-/// ~100 KB), 256 KiB left masters at 1.35-1.41 GB RSS where 1 MiB gave
-/// 1.4-2.1 GB, with fewer timed-out appends (docs/performance.md).
-pub const MAX_APPEND_BYTES: u64 = 256 << 10;
-
-/// The least a replication stream's budget shrinks to.
-pub const MIN_APPEND_BYTES: u64 = 32 << 10;
-
-/// A replication stream's append budget: [`MAX_APPEND_BYTES`] to start
-/// with, halved after an append that did not finish in time, doubled after
-/// one that did.
-struct Budget {
-    bytes: u64,
-    /// An append is under way: still set at the next one when openraft gave
-    /// up on the last (it drops the call at its timeout).
-    sending: bool,
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget { bytes: MAX_APPEND_BYTES, sending: false }
-    }
-}
-
-impl Budget {
-    /// Cuts `entries` to the budget before they are sent (see [`cut_to_budget`]).
-    fn cut(
-        &mut self,
-        entries: &mut Vec<openraft::Entry<TypeConfig>>,
-    ) -> Option<openraft::LogId<NodeId>> {
-        if std::mem::take(&mut self.sending) {
-            self.shrink();
-        }
-        self.sending = !entries.is_empty();
-        cut_to_budget(entries, self.bytes)
-    }
-
-    /// The append ended: answered in time (`Some(true)`), out of time
-    /// (`Some(false)`) or otherwise (`None`).
-    fn ended(&mut self, in_time: Option<bool>) {
-        if std::mem::take(&mut self.sending) {
-            match in_time {
-                Some(true) => self.bytes = (self.bytes * 2).min(MAX_APPEND_BYTES),
-                Some(false) => self.shrink(),
-                None => {}
-            }
-        }
-    }
-
-    fn shrink(&mut self) {
-        self.bytes = (self.bytes / 2).max(MIN_APPEND_BYTES);
-    }
-}
-
-/// Cuts `entries` after the last one that keeps them within `budget`
-/// encoded bytes (at least one stays); returns the id of the last one kept
-/// when it cut anything.
-pub fn cut_to_budget(
-    entries: &mut Vec<openraft::Entry<TypeConfig>>,
-    budget: u64,
-) -> Option<openraft::LogId<NodeId>> {
-    if entries.len() < 2 {
-        return None;
-    }
-    let mut bytes = 0u64;
-    for (i, entry) in entries.iter().enumerate() {
-        bytes = bytes.saturating_add(bincode::serialized_size(entry).unwrap_or(u64::MAX));
-        if bytes > budget && i > 0 {
-            entries.truncate(i);
-            return Some(entries[i - 1].log_id);
-        }
-    }
-    None
-}
-
 impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
         mut req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let sent = Instant::now();
+        if self.notices.may_skip(&req, self.notice_window, sent) {
+            self.notices_skipped.inc();
+            return Ok(AppendEntriesResponse::Success);
+        }
         let ttl = option.hard_ttl();
         let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
         let cut = self.budget.cut(&mut req.entries);
+        let vote = req.vote;
+        let end = req.entries.last().map(|e| e.log_id).or(req.prev_log_id);
         let result = c.append_entries(context_with(ttl), req).await;
         self.budget.ended(match &result {
             Err(RpcError::DeadlineExceeded) => Some(false),
@@ -316,12 +271,19 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         if answer.is_ok() {
             self.liveness.answered(self.target);
         }
-        match (answer, cut) {
+        let answer = match (answer, cut) {
             (Ok(AppendEntriesResponse::Success), Some(last)) => {
                 Ok(AppendEntriesResponse::PartialSuccess(Some(last)))
             }
             (answer, _) => answer,
-        }
+        };
+        let matching = match &answer {
+            Ok(AppendEntriesResponse::Success) => Some(end),
+            Ok(AppendEntriesResponse::PartialSuccess(m)) => Some(*m),
+            _ => None,
+        };
+        self.notices.answered(vote, matching, sent);
+        answer
     }
 
     async fn install_snapshot(
@@ -348,72 +310,5 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         // openraft waits this long after `Unreachable` before retrying the peer;
         // short, so a restarted peer is back in the cluster quickly.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-    use taskraft_core::{Command, NewTask};
-    use taskraft_proto::TypeConfig;
-
-    use super::{cut_to_budget, Budget, MAX_APPEND_BYTES, MIN_APPEND_BYTES};
-
-    fn entries(sizes: &[usize]) -> Vec<Entry<TypeConfig>> {
-        let entry = |(i, bytes): (usize, &usize)| {
-            let task = NewTask { data: vec![7; *bytes], ..NewTask::default() };
-            Entry {
-                log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
-                payload: EntryPayload::Normal(Command::Submit { tasks: vec![task], now_ms: 1 }),
-            }
-        };
-        sizes.iter().enumerate().map(entry).collect()
-    }
-
-    #[test]
-    fn an_append_is_cut_to_its_byte_budget_keeping_at_least_one_entry() {
-        let mut small = entries(&[100; 10]);
-        assert_eq!(cut_to_budget(&mut small, 10_000), None, "within the budget");
-        assert_eq!(small.len(), 10);
-
-        let mut large = entries(&[3000; 10]);
-        let last = cut_to_budget(&mut large, 10_000).expect("cut");
-        assert_eq!(large.len(), 3, "three of ~3 KB fit in 10 KB, four do not");
-        assert_eq!(last.index, 3);
-
-        let mut huge = entries(&[50_000, 10, 10]);
-        assert_eq!(cut_to_budget(&mut huge, 10_000).map(|l| l.index), Some(1));
-        assert_eq!(huge.len(), 1, "one entry goes whole, however large");
-
-        let mut one = entries(&[50_000]);
-        assert_eq!(cut_to_budget(&mut one, 10_000), None);
-        assert!(cut_to_budget(&mut Vec::new(), 10).is_none());
-    }
-
-    #[test]
-    fn a_budget_halves_after_an_append_out_of_time_and_doubles_after_one_in_time() {
-        let mut budget = Budget::default();
-        budget.cut(&mut entries(&[10]));
-        budget.ended(Some(false));
-        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 2);
-        // An append openraft gave up on (the call dropped, never ended).
-        budget.cut(&mut entries(&[10]));
-        budget.cut(&mut entries(&[10]));
-        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 4);
-        budget.ended(Some(true));
-        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 2);
-        budget.cut(&mut Vec::new());
-        budget.ended(Some(false));
-        assert_eq!(budget.bytes, MAX_APPEND_BYTES / 2, "a heartbeat changes nothing");
-        for _ in 0..10 {
-            budget.cut(&mut entries(&[10]));
-            budget.ended(Some(false));
-        }
-        assert_eq!(budget.bytes, MIN_APPEND_BYTES);
-        for _ in 0..10 {
-            budget.cut(&mut entries(&[10]));
-            budget.ended(Some(true));
-        }
-        assert_eq!(budget.bytes, MAX_APPEND_BYTES);
     }
 }
