@@ -120,8 +120,8 @@ impl Node {
         let raft_config = Arc::new(raft_config(config, id)?);
         let slice = (raft_config.election_timeout_min, raft_config.election_timeout_max);
         let notice_window = crate::network::notices::window(
-            Duration::from_millis(raft_config.heartbeat_interval),
-            Duration::from_millis(raft_config.election_timeout_min),
+            Duration::from_millis(config.cluster.heartbeat_interval_ms),
+            Duration::from_millis(config.cluster.election_timeout_ms[0]),
         );
         let network = PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone())
             .skipping_notices(notice_window, metrics.commit_notices_skipped.clone());

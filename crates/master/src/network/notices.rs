@@ -16,8 +16,8 @@
 //! sent within a short window ([`window`]: a quarter of a heartbeat
 //! interval, less when the election timeout is close to the heartbeat).
 //! The follower learns the commit index from the next append or the next
-//! heartbeat; at most a heartbeat interval and the window later when the
-//! cluster is idle.
+//! heartbeat; when the cluster goes idle, about 1.5 heartbeat intervals
+//! and the window later at most.
 //!
 //! Why this is safe:
 //! - The answer is one the follower gave: it holds the log up to
@@ -25,9 +25,12 @@
 //!   append changes nothing on its side but the commit index, which only
 //!   ever rises and which the next append carries.
 //! - The follower keeps hearing from its leader: an append is skipped
-//!   only within the window after one that was sent, so the longest
-//!   silence is a heartbeat interval and the window, which [`window`]
-//!   keeps halfway between the heartbeat and the election timeout at most.
+//!   only within the window after one that was sent, so skips never
+//!   chain, and the heartbeat after a skipped one is sent. openraft ticks
+//!   every 1.5 heartbeat intervals, so the longest silence grows from 1.5
+//!   intervals to 1.5 intervals and the window; a follower campaigns only
+//!   after its leader lease (the election timeout's maximum) and an
+//!   election timeout more.
 //! - What else reads these answers is openraft's leader clock, which in
 //!   0.9 feeds only its metrics, and this network's [`super::Liveness`],
 //!   which counts only answers received. Linearizable reads ask a quorum
