@@ -16,7 +16,7 @@ use taskraft_proto::{NodeId, TypeConfig};
 /// goes whole, however large. In the 1,000,000-task load (entries of
 /// ~100 KB), 256 KiB left masters at 1.35-1.41 GB RSS where 1 MiB gave
 /// 1.4-2.1 GB, with fewer timed-out appends (docs/performance.md).
-pub const MAX_APPEND_BYTES: u64 = 256 << 10;
+pub const MAX_APPEND_BYTES: u64 = crate::store::MAX_REPLICATION_READ_BYTES;
 
 /// The least a replication stream's budget shrinks to.
 pub const MIN_APPEND_BYTES: u64 = 32 << 10;

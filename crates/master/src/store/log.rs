@@ -27,6 +27,11 @@ pub struct LogStore {
     cover: CoverWatch,
 }
 
+/// The most a replication read returns: it stops after the entry that
+/// reaches this many bytes in the log (one entry always goes). The
+/// network then cuts an append to its stream's budget, which starts here.
+pub const MAX_REPLICATION_READ_BYTES: u64 = 256 << 10;
+
 /// An append of at least this many encoded bytes is a long one: a group
 /// of 64 small submits is a few KiB, one submit of 1,000 tasks ~100 KiB.
 pub const LONG_APPEND_BYTES: u64 = 32 << 10;
@@ -85,6 +90,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
         self.wal.read(range).map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    /// openraft reads up to 300 entries per append, whatever their size; a
+    /// follower far behind on 100 KB entries would cost 30 MB read and
+    /// decoded per append, to send 256 KiB of it.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        self.wal
+            .read_limited(start..end, MAX_REPLICATION_READ_BYTES)
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 

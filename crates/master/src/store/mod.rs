@@ -41,7 +41,7 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// 3: the Raft log moved out of sled into `wal/`.
 pub const FORMAT: u32 = 3;
 
-pub use log::LogStore;
+pub use log::{LogStore, MAX_REPLICATION_READ_BYTES};
 pub use snapshot::{decode_image, parse_snapshot, Image, SNAPSHOT_FILE};
 pub use state_machine::{Applied, StateMachine};
 

@@ -217,6 +217,17 @@ impl Wal {
 
     /// The entries with index in `range`, in order (stopping at a gap).
     pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<TypeConfig>>, WalError> {
+        self.read_limited(range, u64::MAX)
+    }
+
+    /// Like [`Wal::read`], but stops after the entry that brings their
+    /// records' bytes in the log to `max_bytes` or more (one is always
+    /// read). An entry not written yet counts nothing.
+    pub fn read_limited(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, WalError> {
         enum Got {
             Held(Arc<Entry<TypeConfig>>),
             OnDisk(Arc<File>, Loc),
@@ -225,11 +236,13 @@ impl Wal {
             let shared = self.shared.lock();
             let mut got = Vec::new();
             let mut next = None;
+            let mut bytes = 0u64;
             for (&index, slot) in shared.slots.range(range) {
-                if next.is_some_and(|n| n != index) {
+                if next.is_some_and(|n| n != index) || bytes >= max_bytes {
                     break;
                 }
                 next = Some(index + 1);
+                bytes += slot.loc.map_or(0, |loc| u64::from(loc.len));
                 got.push(match (&slot.entry, slot.loc) {
                     (Some(entry), _) => Got::Held(entry.clone()),
                     (None, Some(loc)) => match shared.segments.get(&loc.seq) {
