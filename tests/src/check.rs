@@ -2,7 +2,9 @@
 //! holds the cluster's final table against those records.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use taskraft_client::Client;
@@ -46,7 +48,7 @@ pub async fn work(client: Arc<Client>, name: &str, pause: Duration, records: Rec
             let result = result_for(name, task.lease);
             if let Ok(outcome) = client.complete(task.lease, &worker, result.clone()).await {
                 let record = Record { lease: task.lease, worker: name.into(), outcome, result };
-                records.lock().unwrap().push(record);
+                records.lock().push(record);
             }
         }
     }

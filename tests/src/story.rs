@@ -73,7 +73,7 @@ impl Load {
                 .unwrap();
         }
         let tasks = self.client.all_tasks(None).await.unwrap();
-        check(&tasks, &self.acknowledged, &self.records.lock().unwrap());
+        check(&tasks, &self.acknowledged, &self.records.lock());
         assert!(tasks.iter().all(|t| t.status == Status::Completed), "every task completed");
         tasks
     }

@@ -32,9 +32,9 @@ pub use routing::MEMBERS_REFRESH;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rand::Rng;
 use tarpc::client::RpcError;
 use tarpc::context;
@@ -140,7 +140,7 @@ impl Client {
 
     /// The address that answered last as the leader, if any.
     pub fn leader(&self) -> Option<String> {
-        self.state.lock().expect("client lock").leader.clone()
+        self.state.lock().leader.clone()
     }
 
     /// Runs `f` against the leader with redirects and retries.
@@ -212,7 +212,7 @@ impl Client {
             match next {
                 Next::Redirect(to) if attempts < 16 => {
                     debug!(to = %to, "redirected to the leader");
-                    self.state.lock().expect("client lock").leader = Some(to);
+                    self.state.lock().leader = Some(to);
                 }
                 Next::Redirect(to) | Next::Backoff(to) => {
                     if started.elapsed() >= self.options.retry_for {

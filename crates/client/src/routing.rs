@@ -36,11 +36,11 @@ impl State {
 impl Client {
     /// The client addresses of the live membership, as last read (empty before the first read).
     pub fn members(&self) -> Vec<String> {
-        self.state.lock().expect("client lock").members.clone()
+        self.state.lock().members.clone()
     }
 
     pub(crate) fn target(&self) -> Option<String> {
-        let mut s = self.state.lock().expect("client lock");
+        let mut s = self.state.lock();
         if let Some(l) = &s.leader {
             return Some(l.clone());
         }
@@ -53,7 +53,7 @@ impl Client {
     /// Records that `addr` answered as the leader; says whether the
     /// membership should be read again (a new leader, or a stale list).
     pub(crate) fn answered(&self, addr: String) -> bool {
-        let mut s = self.state.lock().expect("client lock");
+        let mut s = self.state.lock();
         let stale = s.refreshed.is_none_or(|at| at.elapsed() >= MEMBERS_REFRESH);
         let new_leader = s.leader.as_deref() != Some(&addr);
         s.leader = Some(addr);
@@ -69,7 +69,7 @@ impl Client {
         if members.is_empty() {
             return;
         }
-        let mut s = self.state.lock().expect("client lock");
+        let mut s = self.state.lock();
         if s.members != members {
             debug!(?members, "learned the live membership");
             s.members = members;
@@ -87,18 +87,18 @@ impl Client {
     }
 
     pub(crate) async fn connection(&self, addr: &str) -> std::io::Result<ClientServiceClient> {
-        if let Some(c) = self.state.lock().expect("client lock").conns.get(addr) {
+        if let Some(c) = self.state.lock().conns.get(addr) {
             return Ok(c.clone());
         }
         let dial = self.options.routes.get(addr).map_or(addr, String::as_str);
         let t = transport::connect(dial, self.options.call_timeout, &self.options.token).await?;
         let c = ClientServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        self.state.lock().expect("client lock").conns.insert(addr.to_owned(), c.clone());
+        self.state.lock().conns.insert(addr.to_owned(), c.clone());
         Ok(c)
     }
 
     pub(crate) fn forget(&self, addr: &str, drop_conn: bool) {
-        let mut s = self.state.lock().expect("client lock");
+        let mut s = self.state.lock();
         if s.leader.as_deref() == Some(addr) {
             s.leader = None;
         }

@@ -191,11 +191,11 @@ where
 /// at most once per process.
 pub fn free_loopback_addr() -> io::Result<String> {
     use rand::Rng;
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    static HANDED_OUT: parking_lot::Mutex<std::collections::BTreeSet<u16>> =
+        parking_lot::const_mutex(std::collections::BTreeSet::new());
     for _ in 0..1000 {
         let port: u16 = rand::thread_rng().gen_range(20_000..32_000);
-        if !HANDED_OUT.lock().expect("port set").insert(port) {
+        if !HANDED_OUT.lock().insert(port) {
             continue;
         }
         if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {

@@ -13,7 +13,9 @@
 //! master's RSS steps up with its first few snapshots and then holds.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -86,19 +88,19 @@ pub async fn soak(target: Target, plan: SoakPlan) -> anyhow::Result<Outcome> {
     let submit_errors = produce(&client, plan, &shared).await;
     let produced_s = started.elapsed().as_secs_f64();
     let grace_end = Instant::now() + GRACE;
-    while shared.ledger.lock().unwrap().pending() > 0 && Instant::now() < grace_end {
+    while shared.ledger.lock().pending() > 0 && Instant::now() < grace_end {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shared.wanted.store(0, Ordering::Relaxed);
     sampler.abort();
     let _ = sampler.await;
-    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    let samples = std::mem::take(&mut *samples.lock());
     let mut done_hist = workloads::histogram();
     for l in loops {
         let (_, d) = l.await?;
         done_hist.add(d).ok();
     }
-    let ledger = shared.ledger.lock().unwrap();
+    let ledger = shared.ledger.lock();
     let (lost, twice, accepted) = (ledger.pending(), ledger.twice, ledger.accepted_count());
     let mut failed = Vec::new();
     if lost > 0 || twice > 0 {
@@ -165,7 +167,7 @@ async fn produce(client: &Client, plan: SoakPlan, shared: &Shared) -> u64 {
         sent += count;
         match client.submit(tasks).await {
             Ok(ids) => {
-                let mut ledger = shared.ledger.lock().unwrap();
+                let mut ledger = shared.ledger.lock();
                 ids.iter().for_each(|s| ledger.submitted(s.id.0));
             }
             Err(_) => errors += count,
@@ -188,7 +190,7 @@ async fn sample(
         for s in &batch {
             eprintln!("w4 sample: {}", sample_line(s));
         }
-        samples.lock().unwrap().extend(batch);
+        samples.lock().extend(batch);
     }
 }
 

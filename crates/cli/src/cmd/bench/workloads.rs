@@ -1,7 +1,9 @@
 //! The three workloads, each returning its figures and its check.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -240,11 +242,11 @@ pub async fn drain_loop(
 /// Counts an accepted completion (and the first one after the kill in W3).
 fn accepted(shared: &Shared, lease: Lease, requested: Instant, at: Instant) {
     let _ = shared.wanted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
-    shared.ledger.lock().unwrap().accepted(lease.task.0);
-    *shared.last_accept.lock().unwrap() = Some(at);
-    let killed = *shared.killed_at.lock().unwrap();
+    shared.ledger.lock().accepted(lease.task.0);
+    *shared.last_accept.lock() = Some(at);
+    let killed = *shared.killed_at.lock();
     if killed.is_some_and(|k| requested > k) {
-        shared.first_after_kill.lock().unwrap().get_or_insert(at);
+        shared.first_after_kill.lock().get_or_insert(at);
     }
 }
 
@@ -382,7 +384,7 @@ pub async fn drain(
         req_hist.add(r).ok();
         done_hist.add(d).ok();
     }
-    let end = shared.last_accept.lock().unwrap().unwrap_or(started);
+    let end = shared.last_accept.lock().unwrap_or(started);
     let secs = (end - started).as_secs_f64();
     let after = client.status().await?;
     let completed = after.counts.completed - before.counts.completed;
@@ -406,7 +408,7 @@ pub async fn drain(
     }
     let elections = after.term - before.term;
     let failed = shared.failed_completes.load(Ordering::Relaxed);
-    let accepted_twice = shared.ledger.lock().unwrap().twice;
+    let accepted_twice = shared.ledger.lock().twice;
     let name = if kill_at.is_some() { "w3" } else { "w2" };
     let mut details = format!("{completed} completed, {lost} lost, {twice} delivered twice, {failed} failed completes, {elections} term changes");
     if kill_at.is_some() {
@@ -442,7 +444,7 @@ async fn kill_leader(
     let leader = client.status().await?.leader.context("no leader to kill")?;
     spawned.kill(leader)?;
     let killed = Instant::now();
-    *shared.killed_at.lock().unwrap() = Some(killed);
+    *shared.killed_at.lock() = Some(killed);
     let survivors: Vec<String> = spawned
         .config
         .node
@@ -465,7 +467,7 @@ async fn kill_leader(
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let unavailable_ms = loop {
-        if let Some(first) = *shared.first_after_kill.lock().unwrap() {
+        if let Some(first) = *shared.first_after_kill.lock() {
             break (first - killed).as_millis() as u64;
         }
         if killed.elapsed() > Duration::from_secs(60) {
