@@ -3,10 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use taskraft_client::Client;
 use taskraft_core::{Lease, Outcome, Status, Task, TaskId, WorkerId};
 use taskraft_proto::client::Assignment;

@@ -2,7 +2,8 @@
 //!
 //! Writes go through `raft.client_write` and are answered after they are
 //! committed and applied; reads first confirm leadership with a quorum
-//! (`ensure_linearizable`). A node that is not the leader answers
+//! (`ensure_linearizable`) and wait until the table holds every entry of
+//! the leader's log (see `linearizable`). A node that is not the leader answers
 //! `NotLeader` with the leader's client address when it knows one.
 //!
 //! Input is checked before anything is proposed ([`checks`]): an oversized

@@ -27,9 +27,11 @@ pub struct LogStore {
     cover: CoverWatch,
 }
 
-/// The most a replication read returns: it stops after the entry that
-/// reaches this many bytes in the log (one entry always goes). The
-/// network then cuts an append to its stream's budget, which starts here.
+/// The most a replication read returns: it stops before the entry that
+/// would take it past this many bytes in the log (one entry always goes).
+/// The network then cuts an append to its stream's budget, which starts
+/// here; a record is a few bytes longer than its entry's encoding, so a
+/// full read passes a full budget uncut.
 pub const MAX_REPLICATION_READ_BYTES: u64 = 256 << 10;
 
 /// An append of at least this many encoded bytes is a long one: a group

@@ -14,11 +14,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use taskraft_client::Client;
 use taskraft_core::NewTask;

@@ -2,12 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use taskraft_client::{Client, ClientOptions};
 use taskraft_core::{Lease, NewTask, Outcome as LeaseOutcome, WorkerId};

@@ -220,9 +220,10 @@ impl Wal {
         self.read_limited(range, u64::MAX)
     }
 
-    /// Like [`Wal::read`], but stops after the entry that brings their
-    /// records' bytes in the log to `max_bytes` or more (one is always
-    /// read). An entry not written yet counts nothing.
+    /// Like [`Wal::read`], but stops before the entry that would take
+    /// their records' bytes in the log past `max_bytes`; the first entry is
+    /// read whatever its size. An entry not written yet counts nothing (at
+    /// most the one append being written).
     pub fn read_limited(
         &self,
         range: impl RangeBounds<u64>,
@@ -238,11 +239,11 @@ impl Wal {
             let mut next = None;
             let mut bytes = 0u64;
             for (&index, slot) in shared.slots.range(range) {
-                if next.is_some_and(|n| n != index) || bytes >= max_bytes {
+                bytes += slot.loc.map_or(0, |loc| u64::from(loc.len));
+                if next.is_some_and(|n| n != index) || (next.is_some() && bytes > max_bytes) {
                     break;
                 }
                 next = Some(index + 1);
-                bytes += slot.loc.map_or(0, |loc| u64::from(loc.len));
                 got.push(match (&slot.entry, slot.loc) {
                     (Some(entry), _) => Got::Held(entry.clone()),
                     (None, Some(loc)) => match shared.segments.get(&loc.seq) {

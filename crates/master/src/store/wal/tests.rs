@@ -72,7 +72,7 @@ fn what_was_written_reads_back_after_reopen() {
 }
 
 #[test]
-fn a_limited_read_stops_at_the_entry_that_reaches_its_bytes_and_reads_one_at_least() {
+fn a_limited_read_stops_before_the_entry_that_passes_its_bytes_and_reads_one_at_least() {
     let dir = tempfile::tempdir().unwrap();
     let wal = open(dir.path(), Limits { segment_bytes: 1 << 20, cache_bytes: 100 }).unwrap();
     wal.write(entries(1, 1..21)).unwrap();
@@ -82,12 +82,15 @@ fn a_limited_read_stops_at_the_entry_that_reaches_its_bytes_and_reads_one_at_lea
     let all = read(1..21, u64::MAX);
     assert_eq!(all, (1..21).collect::<Vec<_>>());
     // Blank entries of one term all take the same bytes in the log.
-    let one = read(1..21, 1);
-    assert_eq!(one, vec![1], "one entry always goes");
-    // The bytes of one entry's record: the least budget that reads two is one more.
-    let per = (1..4096).find(|b| read(1..21, *b).len() == 2).expect("a record's size") - 1;
+    assert_eq!(read(1..21, 1), vec![1], "one entry always goes");
+    assert_eq!(read(1..21, 0), vec![1], "one entry always goes");
+    // The bytes of one entry's record: the least budget that reads two holds two.
+    let two = (1..4096).find(|b| read(1..21, *b).len() == 2).expect("a record's size");
+    let per = two / 2;
+    assert_eq!(per * 2, two, "records of one size");
     assert_eq!(read(1..21, per * 5).len(), 5, "five records of {per} bytes");
-    assert_eq!(read(1..21, per * 5 + 1).len(), 6);
+    assert_eq!(read(1..21, per * 5 - 1).len(), 4);
+    assert_eq!(read(1..21, per * 6 - 1).len(), 5);
     assert_eq!(read(7..9, 1), vec![7]);
     assert!(read(30..40, 1).is_empty());
 }
