@@ -2,7 +2,7 @@
 //!
 //! Writes go through `raft.client_write` and are answered after they are
 //! committed and applied; reads first confirm leadership with a quorum
-//! (`ensure_linearizable`) and wait until the table holds every entry of
+//! (openraft's `get_read_log_id`) and wait until the table holds every entry of
 //! the leader's log (see `linearizable`). A node that is not the leader answers
 //! `NotLeader` with the leader's client address when it knows one.
 //!
@@ -170,10 +170,11 @@ impl Api {
     /// holds every acknowledged write, so its last entry is a read index
     /// that misses none. A read waits at most for the writes in flight.
     async fn linearizable(&self) -> Result<(), WireError> {
-        let raft = &self.0.raft;
         let check = async {
-            raft.ensure_linearizable().await.map_err(|e| self.wire_error(e))?;
-            let last = self.0.log.last_index();
+            // Confirms leadership and gives openraft's own read index; one
+            // wait serves both (`ensure_linearizable` would wait twice).
+            let (read, _) = self.0.raft.get_read_log_id().await.map_err(|e| self.wire_error(e))?;
+            let last = self.0.log.last_index().max(read.map_or(0, |l| l.index));
             let mut applied = self.0.applied_index.clone();
             applied
                 .wait_for(|index| *index >= last)

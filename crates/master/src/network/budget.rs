@@ -38,7 +38,11 @@ impl Default for Budget {
 }
 
 impl Budget {
-    /// Cuts `entries` to the budget before they are sent (see [`cut_to_budget`]).
+    /// Cuts `entries` to the budget before they are sent (see
+    /// [`cut_to_budget`]). At the full budget there is nothing to cut and no
+    /// size to add up: the log read already stopped at that many bytes
+    /// (`LogStore::limited_get_log_entries`), counting records, which are
+    /// longer than their entries' encoding.
     pub(super) fn cut(
         &mut self,
         entries: &mut Vec<openraft::Entry<TypeConfig>>,
@@ -47,6 +51,9 @@ impl Budget {
             self.shrink();
         }
         self.sending = !entries.is_empty();
+        if self.bytes >= MAX_APPEND_BYTES {
+            return None;
+        }
         cut_to_budget(entries, self.bytes)
     }
 
