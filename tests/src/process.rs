@@ -29,6 +29,11 @@ impl Proc {
         assert!(status.is_ok_and(|s| s.success()), "kill -{name} {}", self.pid());
     }
 
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_some()
+    }
+
     /// Waits up to `timeout` for the process to exit; returns its exit code.
     pub async fn wait(&mut self, timeout: Duration) -> Option<i32> {
         eventually(timeout, "process exit", || {

@@ -74,20 +74,27 @@ async fn a_full_disk_stops_the_master_and_after_freeing_space_it_catches_up_losi
     let saved = dir.with_extension("saved");
     std::fs::rename(&dir, &saved).unwrap();
     std::fs::create_dir(&dir).unwrap();
-    let mount = Mount::tmpfs(&dir, "16m");
+    let mount = Mount::tmpfs(&dir, "48m");
     run(Command::new("cp").arg("-a").arg(format!("{}/.", saved.display())).arg(&dir));
     cluster.start_node(VICTIM);
     cluster.converged().await;
 
     let filler = fill(&dir);
-    // The other two masters keep committing; the victim cannot store them.
-    for round in 0..20 {
-        acknowledged +=
-            client.submit(tasks(&format!("full{round}"), 20)).await.expect("submit").len();
-    }
+    // The other two masters keep committing. The victim's log writes into
+    // segments zeroed before the disk filled, so the first write to fail is
+    // its table's (sled), or the log's once those segments are full.
     let mut victim = cluster.take(VICTIM).expect("running");
+    let mut round = 0;
+    while !victim.has_exited() && round < 800 {
+        let batch = (0..20).map(|i| NewTask {
+            data: format!("full{round}-{i}-{}", "x".repeat(4000)).into_bytes(),
+            ..Default::default()
+        });
+        acknowledged += client.submit(batch.collect()).await.expect("submit").len();
+        round += 1;
+    }
     let code = victim.wait(Duration::from_secs(30)).await;
-    assert_eq!(code, Some(1), "a master that cannot write its log exits with status 1");
+    assert_eq!(code, Some(1), "a master that cannot write its data exits with status 1");
     let log = cluster.log(&format!("node{VICTIM}"));
     assert!(log.contains("fatal error"), "{log}");
     assert!(log.contains("No space left on device"), "{log}");
@@ -120,13 +127,15 @@ async fn a_damaged_log_file_is_refused_at_start_and_the_node_is_replaced_as_the_
     cluster.kill(VICTIM);
 
     let wal = cluster.config.node(VICTIM).unwrap().data_dir.join("wal");
+    let files = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path());
     let mut segments: Vec<PathBuf> =
-        std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
+        files.filter(|p| p.extension().is_some_and(|e| e == "wal")).collect();
     segments.sort();
     assert!(segments.len() >= 2, "{segments:?}");
     let first = &segments[0];
     let mut bytes = std::fs::read(first).unwrap();
-    let at = bytes.len() / 2;
+    // Segments are zeroed ahead: flip a byte in the middle of what was written.
+    let at = bytes.iter().rposition(|b| *b != 0).expect("frames") / 2;
     bytes[at] ^= 0x04;
     std::fs::write(first, bytes).unwrap();
 

@@ -39,6 +39,8 @@ pub enum Record {
     Vote(Vote<NodeId>),
     /// The last committed id openraft reported (a hint, see `save_committed`).
     Committed(Option<LogId<NodeId>>),
+    /// In a segment's head: the previous segment's frames end at this byte.
+    Sealed(u64),
 }
 
 /// [`Record`] as written: the same encoding, borrowing the entry.
@@ -49,6 +51,7 @@ pub enum RecordRef<'a> {
     Purge(&'a LogId<NodeId>),
     Vote(&'a Vote<NodeId>),
     Committed(&'a Option<LogId<NodeId>>),
+    Sealed(u64),
 }
 
 /// A frame being built in a buffer.
@@ -105,6 +108,9 @@ pub fn frame_at(buf: &[u8], at: usize) -> Option<usize> {
 pub enum Tail {
     /// Every byte belongs to an intact frame.
     Clean,
+    /// From this offset on, only zeros: space made for frames not written
+    /// (yet). A write that never reached the disk leaves the same.
+    Unused(usize),
     /// From this offset on, no intact frame: a write cut short by a crash.
     Torn(usize),
     /// A damaged frame at this offset with an intact frame after it.
@@ -121,6 +127,7 @@ pub fn scan(buf: &[u8]) -> (Vec<Range<usize>>, Tail) {
                 frames.push(at + HEADER..at + HEADER + len);
                 at += HEADER + len;
             }
+            None if buf[at..].iter().all(|b| *b == 0) => return (frames, Tail::Unused(at)),
             None => {
                 let later = (at + 1..buf.len()).any(|o| frame_at(buf, o).is_some());
                 return (frames, if later { Tail::Corrupt(at) } else { Tail::Torn(at) });
@@ -195,8 +202,21 @@ mod tests {
     }
 
     #[test]
-    fn zeros_are_not_a_frame() {
-        assert_eq!(scan(&[0; 64]), (vec![], Tail::Torn(0)));
+    fn zeros_after_the_frames_are_unused_space() {
+        assert_eq!(scan(&[0; 64]), (vec![], Tail::Unused(0)));
+        let mut bytes = frame(1..3);
+        let end = bytes.len();
+        bytes.extend([0; 100]);
+        assert_eq!(scan(&bytes).1, Tail::Unused(end));
+    }
+
+    #[test]
+    fn a_frame_cut_short_in_zeroed_space_is_torn() {
+        let mut bytes = frame(1..3);
+        let end = bytes.len();
+        bytes.extend(&frame(3..5)[..20]);
+        bytes.extend([0; 100]);
+        assert_eq!(scan(&bytes).1, Tail::Torn(end));
     }
 
     #[test]
@@ -224,7 +244,10 @@ mod tests {
             let (frames, tail) = scan(&bytes[..cut]);
             let whole = ends.iter().filter(|e| **e <= cut).count();
             prop_assert_eq!(frames.len(), whole);
-            let expected = if ends.contains(&cut) { Tail::Clean } else { Tail::Torn(if whole == 0 { 0 } else { ends[whole - 1] }) };
+            let start = if whole == 0 { 0 } else { ends[whole - 1] };
+            // A cut of a few bytes can leave only zero bytes of the next frame.
+            let partial = if bytes[start..cut].iter().all(|b| *b == 0) { Tail::Unused(start) } else { Tail::Torn(start) };
+            let expected = if ends.contains(&cut) { Tail::Clean } else { partial };
             prop_assert_eq!(tail, if cut == 0 { Tail::Clean } else { expected });
         }
 

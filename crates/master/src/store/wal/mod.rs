@@ -7,10 +7,12 @@
 //! beside RocksDB) use: the table stays in sled, the log is a file that only
 //! grows at its end.
 //!
-//! - `dir/NNNN….wal`: segments, numbered. A new one starts at each open and
-//!   when the current one passes [`Limits::segment_bytes`]; it begins with the
-//!   vote, committed id and purge point, so older segments whose entries are
-//!   all purged can be deleted whole.
+//! - `dir/NNNN….wal`: segments, numbered, each zeroed to
+//!   [`Limits::segment_bytes`] before its first frame (see [`segment`]). A new
+//!   one starts at each open and when the next frame would pass that size; it
+//!   begins with the vote, committed id and purge point, so older segments
+//!   whose entries are all purged can be deleted whole, and with where the
+//!   previous segment's frames end.
 //! - In memory: where every live entry is (segment, offset), and the entries
 //!   written most recently themselves, up to [`Limits::cache_bytes`]; older entries
 //!   are read back from their segment.
@@ -19,6 +21,7 @@
 
 mod frame;
 mod recover;
+mod segment;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -165,10 +168,11 @@ impl Wal {
             cache_bytes: limits.cache_bytes,
             ..Shared::default()
         };
-        let seq = shared.segments.last_key_value().map_or(1, |(s, _)| s + 1);
-        let head = writer::Head::of(&shared);
-        let (file, len) =
-            writer::create_segment(dir, seq, &head).map_err(|e| WalError::io(dir, e))?;
+        let (seq, sealed) =
+            shared.segments.last_key_value().map_or((1, None), |(s, seg)| (s + 1, Some(seg.len)));
+        let head = writer::Head::of(&shared, sealed);
+        let (file, len) = segment::create(dir, seq, &head, None, limits.segment_bytes)
+            .map_err(|e| WalError::io(dir, e))?;
         let reader =
             File::open(dir.join(recover::segment_name(seq))).map_err(|e| WalError::io(dir, e))?;
         shared.segments.insert(seq, Segment { file: Arc::new(reader), max_index: None, len });
@@ -181,6 +185,7 @@ impl Wal {
             file,
             seq,
             len,
+            spare: segment::Spare::start(dir, limits.segment_bytes),
             failed: None,
         };
         Ok(Wal { shared, writer: Mutex::new(writer), dir: dir.to_owned() })

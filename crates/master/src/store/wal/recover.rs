@@ -1,11 +1,13 @@
 //! Reading a WAL directory back at start.
 //!
-//! Segments are replayed in order. A torn tail (see [`super::frame`]) of the
-//! last segment is cut off: it was never acknowledged. Anything else that
-//! does not read back (a damaged frame with intact data after it, a damaged
-//! frame in a segment that is not the last, an undecodable record) refuses
-//! the start with the file and offset: the node must not serve, nor vote
-//! with, a log it cannot trust.
+//! Segments are replayed in order. Zeros after a segment's last frame are
+//! space it did not use; a torn tail (see [`super::frame`]) of the last
+//! segment is cut off: it was never acknowledged. Anything else that does
+//! not read back (a damaged frame with intact data after it, a damaged frame
+//! in a segment that is not the last, a segment whose frames end before the
+//! point its successor's head says it was closed at, an undecodable record)
+//! refuses the start with the file and offset: the node must not serve, nor
+//! vote with, a log it cannot trust.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -60,6 +62,7 @@ impl Recovered {
             }
             Record::Vote(vote) => self.vote = Some(vote),
             Record::Committed(committed) => self.committed = committed,
+            Record::Sealed(_) => {}
         }
     }
 }
@@ -91,6 +94,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
         let last = i + 1 == seqs.len();
         let len = match tail {
             Tail::Clean => bytes.len(),
+            Tail::Unused(at) => at,
             Tail::Torn(at) if last => {
                 let file = OpenOptions::new().write(true).open(&path);
                 let cut = file.and_then(|f| f.set_len(at as u64).and_then(|()| f.sync_all()));
@@ -116,9 +120,25 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalError> {
                 let (at, raw) = record.map_err(|what| WalError::corrupt(&path, base, &what))?;
                 let record = frame::decode(raw)
                     .map_err(|what| WalError::corrupt(&path, base + at, &what))?;
+                if let Record::Sealed(end) = record {
+                    check_sealed(dir, &out, seq, end)?;
+                }
                 out.apply(record, Loc { seq, offset: (base + at) as u64, len: raw.len() as u32 });
             }
         }
     }
     Ok(out)
+}
+
+/// Checks that segment `seq - 1`, if it is still there, has its frames up to
+/// `end`, where segment `seq`'s head says it was closed.
+fn check_sealed(dir: &Path, out: &Recovered, seq: u64, end: u64) -> Result<(), WalError> {
+    let Some(prev) = seq.checked_sub(1).and_then(|p| out.segments.get(&p)) else { return Ok(()) };
+    if prev.len == end {
+        return Ok(());
+    }
+    let path = dir.join(segment_name(seq - 1));
+    let what =
+        format!("its frames end here, but it was closed at byte {end}: written bytes are lost");
+    Err(WalError::corrupt(&path, prev.len as usize, &what))
 }

@@ -38,10 +38,26 @@ fn indexes(wal: &Wal) -> Vec<u64> {
     wal.read(..).unwrap().iter().map(|e| e.log_id.index).collect()
 }
 
+/// The segment files in `dir`, oldest first.
 fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let files = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
+    let mut files: Vec<_> = files.filter(|p| p.extension().is_some_and(|e| e == "wal")).collect();
     files.sort();
     files
+}
+
+/// Writes entries 1..=40 in groups of four to a small-segment log in `dir`.
+fn ten_groups_of_four(dir: &Path) {
+    let wal = open(dir, small()).unwrap();
+    for start in (1..40).step_by(4) {
+        wal.write(entries(1, start..start + 4)).unwrap();
+    }
+}
+
+/// Where the frames of the segment at `path` end (zeros follow).
+fn frames_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    super::frame::scan(&bytes).0.last().map_or(0, |r| r.end as u64)
 }
 
 #[test]
@@ -131,7 +147,7 @@ fn a_cut_anywhere_in_the_last_segment_keeps_every_acknowledged_group() {
             }
         }
         let last = segments(dir.path()).pop().unwrap();
-        let len = std::fs::metadata(&last).unwrap().len();
+        let len = frames_end(&last);
         let cut = rng.gen_range(0..=len);
         std::fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(cut).unwrap();
         let wal = open(dir.path(), big).unwrap();
@@ -155,7 +171,7 @@ fn a_flipped_byte_inside_the_log_is_refused_at_open() {
     }
     let path = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes.len() / 2;
+    let at = frames_end(&path) as usize / 2;
     bytes[at] ^= 0x10;
     std::fs::write(&path, bytes).unwrap();
     let err = open(dir.path(), Limits::default()).err().expect("refused");
@@ -167,17 +183,45 @@ fn a_flipped_byte_inside_the_log_is_refused_at_open() {
 #[test]
 fn a_cut_segment_before_the_last_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = open(dir.path(), small()).unwrap();
-        for start in (1..40).step_by(4) {
-            wal.write(entries(1, start..start + 4)).unwrap();
-        }
-    }
+    ten_groups_of_four(dir.path());
     let first = segments(dir.path()).remove(0);
-    let len = std::fs::metadata(&first).unwrap().len();
+    let len = frames_end(&first);
     std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(len - 5).unwrap();
     let err = open(dir.path(), small()).err().expect("refused");
     assert!(err.to_string().contains("a later segment exists"), "{err}");
+}
+
+#[test]
+fn segments_are_zeroed_ahead_and_their_unused_space_reads_as_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    ten_groups_of_four(dir.path());
+    let files = segments(dir.path());
+    assert!(files.len() > 3, "{files:?}");
+    for file in &files {
+        let size = std::fs::metadata(file).unwrap().len();
+        assert_eq!(size, small().segment_bytes, "{} is made to its full size", file.display());
+        assert!(frames_end(file) < size, "{} has unused space", file.display());
+    }
+    let wal = open(dir.path(), small()).unwrap();
+    assert_eq!(indexes(&wal), (1..41).collect::<Vec<_>>());
+}
+
+#[test]
+fn whole_frames_lost_at_the_end_of_a_closed_segment_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    ten_groups_of_four(dir.path());
+    // Zero the first segment's last frame: what is left reads as whole frames
+    // and unused space, so only the next segment's head can tell.
+    let first = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    let frames = super::frame::scan(&bytes).0;
+    assert!(frames.len() >= 2, "{frames:?}");
+    let last = frames.last().unwrap();
+    bytes[last.start - super::frame::HEADER..last.end].fill(0);
+    std::fs::write(&first, bytes).unwrap();
+    let err = open(dir.path(), small()).err().expect("refused");
+    let text = err.to_string();
+    assert!(text.contains(&segment_name(1)) && text.contains("written bytes are lost"), "{text}");
 }
 
 /// The child side of the crash test: appends groups forever, printing the

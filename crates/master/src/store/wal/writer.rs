@@ -1,5 +1,5 @@
-//! The WAL's writer: one frame per write, `fdatasync`ed on the caller's
-//! thread before the write returns.
+//! The WAL's writer: one frame per write, written into the segment's zeroed
+//! space and `fdatasync`ed on the caller's thread before the write returns.
 //!
 //! No thread is woken for a write: openraft 0.9 waits for each append's
 //! flush before it does anything else, so a writer thread would only add two
@@ -9,9 +9,9 @@
 //! after it, since the kernel may have dropped the dirty pages that a
 //! retried fsync would claim durable.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,7 @@ use taskraft_proto::{NodeId, TypeConfig};
 
 use super::frame::{FrameBuf, RecordRef};
 use super::recover::segment_name;
+use super::segment::{self, Spare};
 use super::{Loc, Segment, Shared};
 use crate::metrics::{since, Metrics};
 
@@ -39,14 +40,17 @@ pub struct Head {
     pub vote: Option<Vote<NodeId>>,
     pub committed: Option<LogId<NodeId>>,
     pub purged: Option<LogId<NodeId>>,
+    /// Where the previous segment's frames end.
+    pub sealed: Option<u64>,
 }
 
 impl Head {
-    /// The log's state now. (`Wal::write` updates it before the writer
-    /// runs, so a new segment's head already holds the write in hand; its
-    /// frame then repeats it, which reads the same.)
-    pub fn of(shared: &Shared) -> Head {
-        Head { vote: shared.vote, committed: shared.committed, purged: shared.purged }
+    /// The log's state now, after a previous segment whose frames end at
+    /// `sealed`. (`Wal::write` updates the state before the writer runs,
+    /// so a new segment's head already holds the write in hand; its frame
+    /// then repeats it, which reads the same.)
+    pub fn of(shared: &Shared, sealed: Option<u64>) -> Head {
+        Head { vote: shared.vote, committed: shared.committed, purged: shared.purged, sealed }
     }
 }
 
@@ -55,32 +59,15 @@ pub struct Writer {
     pub shared: Arc<Mutex<Shared>>,
     pub metrics: Arc<Metrics>,
     pub segment_bytes: u64,
-    /// The segment being written, its number and length.
+    /// The segment being written (zeroed to `segment_bytes` when it was
+    /// made), its number and the length of its frames.
     pub file: File,
     pub seq: u64,
     pub len: u64,
+    /// The next segment's file, made ahead.
+    pub spare: Spare,
     /// The first write error; nothing is written after it.
     pub failed: Option<String>,
-}
-
-/// Creates segment `seq` in `dir`, starting with `head`, durable with its
-/// directory entry.
-pub fn create_segment(dir: &Path, seq: u64, head: &Head) -> std::io::Result<(File, u64)> {
-    let path = dir.join(segment_name(seq));
-    let mut file = OpenOptions::new().create_new(true).append(true).read(true).open(&path)?;
-    let mut frame = FrameBuf::new();
-    frame.push(&RecordRef::Committed(&head.committed));
-    if let Some(vote) = &head.vote {
-        frame.push(&RecordRef::Vote(vote));
-    }
-    if let Some(purged) = &head.purged {
-        frame.push(&RecordRef::Purge(purged));
-    }
-    let bytes = frame.finish();
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    File::open(dir)?.sync_all()?;
-    Ok((file, bytes.len() as u64))
 }
 
 impl Writer {
@@ -129,7 +116,7 @@ impl Writer {
         if self.len + bytes.len() as u64 > self.segment_bytes {
             self.roll()?;
         }
-        self.file.write_all(&bytes)?;
+        self.file.write_all_at(&bytes, self.len)?;
         self.file.sync_data()?;
         self.metrics.log_fsync.observe(since(started));
         let base = self.len;
@@ -151,8 +138,10 @@ impl Writer {
     /// Closes the current segment and starts the next.
     fn roll(&mut self) -> std::io::Result<()> {
         let seq = self.seq + 1;
-        let head = Head::of(&self.shared.lock());
-        let (file, len) = create_segment(&self.dir, seq, &head)?;
+        let head = Head::of(&self.shared.lock(), Some(self.len));
+        let (file, len) =
+            segment::create(&self.dir, seq, &head, Some(&mut self.spare), self.segment_bytes)?;
+        self.spare = Spare::start(&self.dir, self.segment_bytes);
         let reader = File::open(self.dir.join(segment_name(seq)))?;
         self.shared
             .lock()
