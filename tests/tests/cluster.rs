@@ -75,6 +75,45 @@ async fn followers_apply_every_entry_though_the_leader_skips_commit_notices() {
     cluster.shutdown().await;
 }
 
+/// The leader sends each append to the followers before its own fsync, and
+/// openraft's replication then reuses their answers: most appends are
+/// answered that way, every write is acknowledged, and every follower holds
+/// and applies every entry, through a follower's restart in the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_hold_every_entry_the_leader_sent_before_its_own_fsync() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let client = cluster.client_of(leader);
+    for i in 0..100 {
+        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+    }
+    let text = get(&cluster.http(leader), "/metrics", None).await.text();
+    let early = sample(&text, "taskraft_raft_appends_answered_early_total").unwrap();
+    // One append per write to each of two followers: most are answered early.
+    assert!(early >= 100.0, "{early} of 200 answered early");
+
+    // A follower restarted in between: the chain of early appends to it
+    // breaks, openraft catches it up, and early appends resume.
+    let follower = cluster.running().into_iter().find(|id| *id != leader).unwrap();
+    cluster.stop(follower).await;
+    for i in 100..150 {
+        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+    }
+    cluster.restart(follower).await;
+    cluster.converged().await;
+    for i in 150..250 {
+        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+    }
+    let text = get(&cluster.http(leader), "/metrics", None).await.text();
+    let after = sample(&text, "taskraft_raft_appends_answered_early_total").unwrap();
+    assert!(after >= early + 100.0, "{after} answered early after the restart, {early} before");
+    cluster.converged().await;
+    for id in cluster.running() {
+        assert_eq!(cluster.node(id).applied().read().table.counts().idle, 250, "node {id}");
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_answers_not_leader_with_the_leaders_address() {
     let cluster = TestCluster::start(3).await;

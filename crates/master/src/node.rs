@@ -124,7 +124,11 @@ impl Node {
             Duration::from_millis(config.cluster.election_timeout_ms[0]),
         );
         let network = PeerNetwork::with_routes(id, options.peer_routes.clone(), token.clone())
-            .skipping_notices(notice_window, metrics.commit_notices_skipped.clone());
+            .skipping_notices(notice_window, metrics.commit_notices_skipped.clone())
+            .replicating_early(
+                Duration::from_millis(config.cluster.heartbeat_interval_ms),
+                metrics.appends_answered_early.clone(),
+            );
         let shutdown = CancellationToken::new();
         let peers = PeerServer::new(id, &config.cluster.name, blank);
         let mut tasks = vec![server::serve_peers(
@@ -144,6 +148,10 @@ impl Node {
         let raft = Raft::new(id, raft_config, network.clone(), log, sm.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let (early, raft_metrics) = (network.clone(), raft.metrics());
+        log_handle.on_append(Box::new(move |prev, entries, committed| {
+            early.send_early(&raft_metrics.borrow(), prev, entries, committed)
+        }));
         let board = PushBoard::default();
         let wiring = Wiring {
             settings: config.cluster.clone(),

@@ -89,6 +89,7 @@ pub struct Metrics {
     pub committed_index: Gauge,
     /// Leader: appends carrying only a commit index, answered without a message.
     pub commit_notices_skipped: Counter,
+    pub appends_answered_early: Counter,
     tasks: Family<StatusLabel, Gauge>,
     queue_tasks: Family<QueueLabel, Gauge>,
     term: Gauge,
@@ -201,6 +202,11 @@ impl Metrics {
             "raft_commit_notices_skipped",
             "Leader: AppendEntries without entries (a new commit index, a heartbeat) not sent because the follower had just confirmed the same log.",
         );
+        let appends_answered_early = counter(
+            &mut r,
+            "raft_appends_answered_early",
+            "Leader: appends of openraft's replication answered by the follower's answer to the same entries, sent before this node's own fsync.",
+        );
         let tasks = Family::<StatusLabel, Gauge>::default();
         r.register("tasks", "Tasks in the table by status.", tasks.clone());
         let queue_tasks = Family::<QueueLabel, Gauge>::default();
@@ -241,6 +247,7 @@ impl Metrics {
             leader_changes,
             committed_index,
             commit_notices_skipped,
+            appends_answered_early,
             tasks,
             queue_tasks,
             term,

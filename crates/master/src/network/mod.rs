@@ -13,10 +13,11 @@
 //! `RPCOption::hard_ttl()`: a transport that waits longer than openraft does
 //! would stall elections.
 //!
-//! Two changes to what openraft asks for, each in its own module: appends
-//! are cut to a byte budget per replication stream ([`budget`]), and an
-//! append that only carries a new commit index is answered without a
-//! message right after the follower confirmed the same log ([`notices`]).
+//! Three changes to what openraft asks for, each in its own module: appends
+//! are cut to a byte budget per replication stream ([`budget`]), an append
+//! that only carries a new commit index is answered without a message right
+//! after the follower confirmed the same log ([`notices`]), and the leader's
+//! new entries go to the followers before its own fsync ([`early`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::{Entry, LogId, RaftMetrics, ServerState, Vote};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tarpc::client::RpcError;
@@ -39,9 +41,11 @@ use taskraft_proto::peer::{PeerProbe, PeerServiceClient};
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
 
 use budget::Budget;
+use early::Early;
 use notices::Notices;
 
 mod budget;
+mod early;
 pub mod notices;
 
 type Pool = Arc<Mutex<HashMap<String, PeerServiceClient>>>;
@@ -87,6 +91,10 @@ pub struct PeerNetwork {
     /// sends every one.
     notice_window: Duration,
     notices_skipped: Counter,
+    early: Early,
+    /// Set when new entries are sent before the leader's fsync: each early
+    /// append's deadline, and the count of requests they answered.
+    early_on: Option<(Duration, Counter)>,
 }
 
 impl PeerNetwork {
@@ -106,7 +114,56 @@ impl PeerNetwork {
             liveness: Liveness::default(),
             notice_window: Duration::ZERO,
             notices_skipped: Counter::default(),
+            early: Early::default(),
+            early_on: None,
         }
+    }
+
+    /// Sends the leader's new entries to the followers before its own
+    /// fsync (see [`early`]), each with deadline `ttl`, counting in
+    /// `answered` the requests of openraft's streams they answered.
+    pub fn replicating_early(mut self, ttl: Duration, answered: Counter) -> PeerNetwork {
+        self.early_on = Some((ttl, answered));
+        self
+    }
+
+    /// Sends the append of `entries` after `prev`, which this node's log is
+    /// about to write, to every other member right away if this node leads
+    /// the term of `entries` (see [`early`]). `committed` is the commit
+    /// index the log store was told. Whether anything was sent.
+    pub fn send_early(
+        &self,
+        raft: &RaftMetrics<NodeId, NodeInfo>,
+        prev: Option<LogId<NodeId>>,
+        entries: &[Arc<Entry<TypeConfig>>],
+        committed: Option<LogId<NodeId>>,
+    ) -> bool {
+        let (Some((ttl, _)), Some(first), Some(last)) =
+            (&self.early_on, entries.first(), entries.last())
+        else {
+            return false;
+        };
+        let leader = first.log_id.leader_id;
+        let vote = Vote::new_committed(leader.term, self.me);
+        if raft.state != ServerState::Leader || leader.node_id != self.me || raft.vote != vote {
+            return false;
+        }
+        let now = Instant::now();
+        let mut sent = false;
+        for (&target, node) in raft.membership_config.nodes().filter(|(id, _)| **id != self.me) {
+            let Some(outcome) = self.early.start(target, vote, prev, last.log_id, now) else {
+                continue;
+            };
+            let req = AppendEntriesRequest {
+                vote,
+                prev_log_id: prev,
+                leader_commit: committed,
+                entries: entries.iter().map(|e| Entry::clone(e)).collect(),
+            };
+            tokio::spawn(self.conn(target, node).send_early(req, outcome, *ttl));
+            sent = true;
+        }
+        sent
     }
 
     /// Answers appends that carry only a commit index without sending them
@@ -136,6 +193,8 @@ impl PeerNetwork {
             notices: Notices::default(),
             notice_window: self.notice_window,
             notices_skipped: self.notices_skipped.clone(),
+            early: self.early.clone(),
+            early_answered: self.early_on.as_ref().map(|(_, c)| c.clone()),
         }
     }
 
@@ -188,6 +247,9 @@ pub struct PeerConn {
     notices: Notices,
     notice_window: Duration,
     notices_skipped: Counter,
+    early: Early,
+    /// Set when early appends are sent: the requests they answered.
+    early_answered: Option<Counter>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -231,6 +293,36 @@ impl PeerConn {
         }
     }
 
+    /// Sends an early append (see [`early`]) and reports whether the
+    /// follower answered `Success`.
+    async fn send_early(
+        self,
+        req: AppendEntriesRequest<TypeConfig>,
+        outcome: tokio::sync::watch::Sender<Option<bool>>,
+        ttl: Duration,
+    ) {
+        let vote = req.vote;
+        let result = match self.client(ttl).await {
+            Ok(c) => Some(c.append_entries(context_with(ttl), req).await),
+            Err(_) => None,
+        };
+        let succeeded = match result {
+            Some(Ok(answer)) => {
+                self.liveness.answered(self.target);
+                matches!(answer, Ok(AppendEntriesResponse::Success))
+            }
+            Some(Err(e)) => {
+                self.transport_error::<Infallible>(e);
+                false
+            }
+            None => false,
+        };
+        if !succeeded {
+            self.early.failed(self.target, vote);
+        }
+        outcome.send_replace(Some(succeeded));
+    }
+
     fn answer<T, E: std::error::Error>(
         &self,
         result: Result<Result<T, RaftError<NodeId, E>>, RpcError>,
@@ -255,10 +347,21 @@ impl RaftNetwork<TypeConfig> for PeerConn {
             return Ok(AppendEntriesResponse::Success);
         }
         let ttl = option.hard_ttl();
-        let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
-        let cut = self.budget.cut(&mut req.entries);
         let vote = req.vote;
         let end = req.entries.last().map(|e| e.log_id).or(req.prev_log_id);
+        let last = req.entries.last().map(|e| e.log_id);
+        if let (Some(answered), Some(last)) = (&self.early_answered, last) {
+            if let Some(early) = self.early.covering(self.target, vote, last) {
+                let early_sent = early.sent;
+                if early.succeeded(ttl).await {
+                    answered.inc();
+                    self.notices.answered(vote, Some(end), early_sent);
+                    return Ok(AppendEntriesResponse::Success);
+                }
+            }
+        }
+        let c = self.client(ttl).await.map_err(RPCError::Unreachable)?;
+        let cut = self.budget.cut(&mut req.entries);
         let result = c.append_entries(context_with(ttl), req).await;
         self.budget.ended(match &result {
             Err(RpcError::DeadlineExceeded) => Some(false),
@@ -283,6 +386,9 @@ impl RaftNetwork<TypeConfig> for PeerConn {
             _ => None,
         };
         self.notices.answered(vote, matching, sent);
+        if let (Some(_), Some(matching)) = (&self.early_answered, matching) {
+            self.early.confirmed(self.target, vote, matching);
+        }
         answer
     }
 

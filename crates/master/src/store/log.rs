@@ -6,10 +6,12 @@
 //! why), except a long append: see [`is_long`]. The committed id is a
 //! hint that rides with the next fsync. A purge waits until the table or
 //! a snapshot file durably holds what it drops (see [`super::cover`]).
+//! Before it writes an append, the store shows it to its [`AppendHook`]
+//! (the leader sends it to the followers then, see `network::early`).
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
@@ -25,7 +27,18 @@ pub struct LogStore {
     wal: Arc<Wal>,
     metrics: Arc<Metrics>,
     cover: CoverWatch,
+    hook: Arc<OnceLock<AppendHook>>,
 }
+
+/// Shown each append before it is written: the id of the entry before
+/// them, the entries, and the last committed id the store was told.
+/// Returns whether it started sending something, which the store then
+/// lets run before its fsync blocks the thread.
+pub type AppendHook = Box<
+    dyn Fn(Option<LogId<NodeId>>, &[Arc<Entry<TypeConfig>>], Option<LogId<NodeId>>) -> bool
+        + Send
+        + Sync,
+>;
 
 /// The most a replication read returns: it stops before the entry that
 /// would take it past this many bytes in the log (one entry always goes).
@@ -65,7 +78,12 @@ fn write_err(e: std::io::Error) -> StorageError<NodeId> {
 
 impl LogStore {
     pub(super) fn new(wal: Wal, metrics: Arc<Metrics>, cover: CoverWatch) -> LogStore {
-        LogStore { wal: Arc::new(wal), metrics, cover }
+        LogStore { wal: Arc::new(wal), metrics, cover, hook: Arc::default() }
+    }
+
+    /// Sets the hook every later append is shown (once; later calls are ignored).
+    pub fn on_append(&self, hook: AppendHook) {
+        let _ = self.hook.set(hook);
     }
 
     /// Whether this node has never voted, nor held a log entry: a data dir
@@ -154,6 +172,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
+        if let Some(hook) = self.hook.get() {
+            let (prev, _) = self.wal.log_state();
+            if hook(prev, &entries, self.wal.committed()) {
+                // Let the sends reach their sockets before the fsync.
+                tokio::task::yield_now().await;
+            }
+        }
         // openraft awaits this append before it runs anything else, so no
         // other write can overtake it on the blocking pool.
         let written = if is_long(&entries) {

@@ -1,0 +1,221 @@
+//! Appends sent to the followers before the leader's own fsync.
+//!
+//! openraft 0.9 replicates an entry only after the leader's log append is
+//! flushed (its RaftCore awaits the flush before it runs `Replicate`), so a
+//! commit waits for two fsyncs in a row: the leader's, then the
+//! followers'. Here the leader's log store hands each append, before
+//! writing it, to [`super::PeerNetwork::send_early`], which sends it to
+//! every follower at once as an AppendEntries of the leader's own vote; the
+//! followers fsync while the leader does. When openraft's replication
+//! stream later sends entries that such an append covered, the stream
+//! waits for that append's answer instead of sending them again.
+//!
+//! Why this is safe:
+//! - An early append is a message the leader may send at any time: its
+//!   vote, its entries, the entry before them, and a commit index the log
+//!   store was told. A follower handles it as any other AppendEntries;
+//!   entries it already holds are kept (openraft truncates only at a
+//!   conflicting entry, and a leader's entries never conflict with each
+//!   other). One that arrives out of order is refused, and only costs the
+//!   message.
+//! - The leader still counts itself toward a quorum only once its own
+//!   fsync is done: openraft's flush callback is untouched.
+//! - A `Success` from the follower says that its log, durable, matched the
+//!   leader's up to the early append's last entry. Reused as the answer to
+//!   a later request of the same vote that ends at or before that entry, it
+//!   is that same answer arriving later, which Raft tolerates from any
+//!   network: the leader's entries in its term never change.
+//! - Anything else (a refusal, a timeout, another vote) sends openraft's
+//!   request as usual, and stops early appends to that follower until a
+//!   real answer says again where its log ends.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::{LogId, Vote};
+use parking_lot::Mutex;
+use taskraft_proto::NodeId;
+use tokio::sync::watch;
+
+/// Early appends kept per follower, awaiting the request they answer.
+const MAX_PENDING: usize = 32;
+
+/// The early appends of every follower; clones share them.
+#[derive(Clone, Default)]
+pub(super) struct Early(Arc<Mutex<HashMap<NodeId, Stream>>>);
+
+/// One follower's early appends, for one vote.
+#[derive(Default)]
+struct Stream {
+    vote: Option<Vote<NodeId>>,
+    /// Where the follower's log ends once the early appends in flight land;
+    /// `None` when unknown. An early append goes only right after it.
+    tail: Option<LogId<NodeId>>,
+    pending: VecDeque<Sent>,
+}
+
+/// An early append: the last entry it carried, when it was sent, and its
+/// outcome once answered (`Some(true)` for `Success`).
+struct Sent {
+    last: LogId<NodeId>,
+    sent: Instant,
+    outcome: watch::Receiver<Option<bool>>,
+}
+
+/// What answers a request: when the early append was sent, and its outcome.
+pub(super) struct Covering {
+    pub sent: Instant,
+    pub outcome: watch::Receiver<Option<bool>>,
+}
+
+impl Covering {
+    /// Waits up to `ttl` for the early append's answer: whether it was `Success`.
+    pub async fn succeeded(mut self, ttl: Duration) -> bool {
+        let answered = tokio::time::timeout(ttl, self.outcome.wait_for(Option::is_some)).await;
+        matches!(answered, Ok(Ok(outcome)) if *outcome == Some(true))
+    }
+}
+
+impl Early {
+    fn with<T>(&self, target: NodeId, vote: Vote<NodeId>, f: impl FnOnce(&mut Stream) -> T) -> T {
+        let mut streams = self.0.lock();
+        let stream = streams.entry(target).or_default();
+        if stream.vote != Some(vote) {
+            *stream = Stream { vote: Some(vote), ..Stream::default() };
+        }
+        f(stream)
+    }
+
+    /// Registers an early append to `target` of the entries after `prev` up
+    /// to `last`, if the follower's log ends at `prev` as far as this
+    /// stream knows; returns where to report its outcome.
+    pub fn start(
+        &self,
+        target: NodeId,
+        vote: Vote<NodeId>,
+        prev: Option<LogId<NodeId>>,
+        last: LogId<NodeId>,
+        now: Instant,
+    ) -> Option<watch::Sender<Option<bool>>> {
+        self.with(target, vote, |s| {
+            if prev.is_none() || s.tail != prev {
+                return None;
+            }
+            let (tx, outcome) = watch::channel(None);
+            s.pending.push_back(Sent { last, sent: now, outcome });
+            if s.pending.len() > MAX_PENDING {
+                s.pending.pop_front();
+            }
+            s.tail = Some(last);
+            Some(tx)
+        })
+    }
+
+    /// An early append to `target` failed: its log's end is unknown again.
+    pub fn failed(&self, target: NodeId, vote: Vote<NodeId>) {
+        self.with(target, vote, |s| s.tail = None);
+    }
+
+    /// A real append to `target` was answered with the follower's log
+    /// matching the leader's up to `matching`.
+    pub fn confirmed(&self, target: NodeId, vote: Vote<NodeId>, matching: Option<LogId<NodeId>>) {
+        self.with(target, vote, |s| {
+            if s.tail.is_none() || s.tail < matching {
+                s.tail = matching;
+            }
+        });
+    }
+
+    /// The early append whose answer answers a request of `vote` whose
+    /// entries end at `end`: the first one in flight or answered that
+    /// carried `end` or later. Appends that end before `end` are dropped:
+    /// openraft's stream has moved past them.
+    pub fn covering(
+        &self,
+        target: NodeId,
+        vote: Vote<NodeId>,
+        end: LogId<NodeId>,
+    ) -> Option<Covering> {
+        self.with(target, vote, |s| {
+            while s.pending.front().is_some_and(|p| p.last.index < end.index) {
+                s.pending.pop_front();
+            }
+            let first = s.pending.front()?;
+            let covering = Covering { sent: first.sent, outcome: first.outcome.clone() };
+            if first.last.index == end.index {
+                s.pending.pop_front();
+            }
+            Some(covering)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use openraft::{CommittedLeaderId, LogId, Vote};
+
+    use super::Early;
+
+    fn id(index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(2, 1), index)
+    }
+
+    const VOTE: Vote<u64> =
+        Vote { leader_id: openraft::LeaderId { term: 2, node_id: 1 }, committed: true };
+
+    #[tokio::test]
+    async fn early_appends_chain_from_a_confirmed_end_and_answer_the_requests_they_cover() {
+        let early = Early::default();
+        let now = Instant::now();
+        assert!(early.start(2, VOTE, Some(id(4)), id(6), now).is_none(), "the end is unknown");
+        early.confirmed(2, VOTE, Some(id(4)));
+        let first = early.start(2, VOTE, Some(id(4)), id(6), now).expect("right after the end");
+        assert!(early.start(2, VOTE, Some(id(5)), id(8), now).is_none(), "not after the tail");
+        let second = early.start(2, VOTE, Some(id(6)), id(8), now).expect("chained");
+
+        // A request ending at 5 waits for the append that carried 5 and 6.
+        let pending = early.covering(2, VOTE, id(5)).expect("covered");
+        first.send_replace(Some(true));
+        assert!(pending.succeeded(Duration::from_secs(1)).await);
+        // Ending at 6 it is the same append; then the next one.
+        assert!(early.covering(2, VOTE, id(6)).expect("covered").succeeded(Duration::ZERO).await);
+        // What the sending task does on a refusal.
+        early.failed(2, VOTE);
+        second.send_replace(Some(false));
+        let refused = early.covering(2, VOTE, id(8)).expect("covered");
+        assert!(!refused.succeeded(Duration::from_secs(1)).await, "a refusal sends for real");
+        assert!(early.covering(2, VOTE, id(8)).is_none(), "used up");
+        let third = early.start(2, VOTE, Some(id(8)), id(9), now);
+        assert!(third.is_none(), "a refusal stops the chain");
+        early.confirmed(2, VOTE, Some(id(8)));
+        let _third = early.start(2, VOTE, Some(id(8)), id(9), now).expect("confirmed again");
+        assert!(early.covering(2, VOTE, id(10)).is_none(), "nothing carried entry 10");
+        assert!(early.covering(2, VOTE, id(9)).is_none(), "a request past it drops it");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_append_times_out_and_a_failure_or_new_vote_stops_the_chain() {
+        let early = Early::default();
+        let now = Instant::now();
+        early.confirmed(2, VOTE, Some(id(4)));
+        let _silent = early.start(2, VOTE, Some(id(4)), id(5), now).expect("starts");
+        let waiting = early.covering(2, VOTE, id(5)).expect("covered");
+        assert!(!waiting.succeeded(Duration::from_millis(20)).await, "no answer in time");
+
+        early.failed(2, VOTE);
+        assert!(early.start(2, VOTE, Some(id(5)), id(6), now).is_none(), "the end is unknown");
+        early.confirmed(2, VOTE, Some(id(5)));
+        assert!(early.start(2, VOTE, Some(id(5)), id(6), now).is_some());
+        // A real answer behind the early appends leaves the tail ahead.
+        early.confirmed(2, VOTE, Some(id(5)));
+        assert!(early.start(2, VOTE, Some(id(6)), id(7), now).is_some());
+
+        let next = Vote::new_committed(3, 1);
+        assert!(early.covering(2, next, id(7)).is_none(), "another vote starts afresh");
+        assert!(early.start(2, next, Some(id(7)), id(8), now).is_none());
+        assert!(early.start(3, VOTE, Some(id(7)), id(8), now).is_none(), "another follower");
+    }
+}
