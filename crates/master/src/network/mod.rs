@@ -41,7 +41,7 @@ use taskraft_proto::peer::{PeerProbe, PeerServiceClient};
 use taskraft_proto::{transport, NodeId, NodeInfo, TypeConfig};
 
 use budget::Budget;
-use early::Early;
+use early::{Early, Outcome};
 use notices::Notices;
 
 mod budget;
@@ -298,7 +298,7 @@ impl PeerConn {
     async fn send_early(
         self,
         req: AppendEntriesRequest<TypeConfig>,
-        outcome: tokio::sync::watch::Sender<Option<bool>>,
+        outcome: tokio::sync::watch::Sender<Option<Outcome>>,
         ttl: Duration,
     ) {
         let vote = req.vote;
@@ -306,21 +306,22 @@ impl PeerConn {
             Ok(c) => Some(c.append_entries(context_with(ttl), req).await),
             Err(_) => None,
         };
-        let succeeded = match result {
-            Some(Ok(answer)) => {
-                self.liveness.answered(self.target);
-                matches!(answer, Ok(AppendEntriesResponse::Success))
-            }
+        let ended = match result {
+            Some(Ok(Ok(AppendEntriesResponse::Success))) => Outcome::Success,
+            Some(Ok(_)) => Outcome::Refused,
             Some(Err(e)) => {
                 self.transport_error::<Infallible>(e);
-                false
+                Outcome::Unanswered
             }
-            None => false,
+            None => Outcome::Unanswered,
         };
-        if !succeeded {
+        if ended != Outcome::Unanswered {
+            self.liveness.answered(self.target);
+        }
+        if ended != Outcome::Success {
             self.early.failed(self.target, vote);
         }
-        outcome.send_replace(Some(succeeded));
+        outcome.send_replace(Some(ended));
     }
 
     fn answer<T, E: std::error::Error>(
@@ -353,10 +354,23 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         if let (Some(answered), Some(last)) = (&self.early_answered, last) {
             if let Some(early) = self.early.covering(self.target, vote, last) {
                 let early_sent = early.sent;
-                if early.succeeded(ttl).await {
-                    answered.inc();
-                    self.notices.answered(vote, Some(end), early_sent);
-                    return Ok(AppendEntriesResponse::Success);
+                match early.outcome(ttl).await {
+                    Outcome::Success => {
+                        answered.inc();
+                        self.notices.answered(vote, Some(end), early_sent);
+                        return Ok(AppendEntriesResponse::Success);
+                    }
+                    Outcome::Refused => {}
+                    Outcome::Unanswered => {
+                        // This request's deadline passed with it: it failed.
+                        self.early.failed(self.target, vote);
+                        self.notices.answered(vote, None, early_sent);
+                        let timeout = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no answer to the append sent before the leader's fsync",
+                        );
+                        return Err(RPCError::Network(NetworkError::new(&timeout)));
+                    }
                 }
             }
         }

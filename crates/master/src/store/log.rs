@@ -30,7 +30,7 @@ pub struct LogStore {
     hook: Arc<OnceLock<AppendHook>>,
 }
 
-/// Shown each append before it is written: the id of the entry before
+/// Shown each append that is not long ([`is_long`]) before it is written: the id of the entry before
 /// them, the entries, and the last committed id the store was told.
 /// Returns whether it started sending something, which the store then
 /// lets run before its fsync blocks the thread.
@@ -172,7 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
-        if let Some(hook) = self.hook.get() {
+        let long = is_long(&entries);
+        if let (Some(hook), false) = (self.hook.get(), long) {
             let (prev, _) = self.wal.log_state();
             if hook(prev, &entries, self.wal.committed()) {
                 // Let the sends reach their sockets before the fsync.
@@ -181,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // openraft awaits this append before it runs anything else, so no
         // other write can overtake it on the blocking pool.
-        let written = if is_long(&entries) {
+        let written = if long {
             let wal = self.wal.clone();
             tokio::task::spawn_blocking(move || wal.write(Op::Entries(entries)))
                 .await
