@@ -170,11 +170,12 @@ async fn full_restart_keeps_every_acknowledged_submission() {
     cluster.shutdown().await;
 }
 
-/// A leader restarted within its term leads again at once, with the commit
-/// index it last wrote down, which can be older than what it acknowledged
-/// (the index is written with the next log write). A read must still see
-/// every acknowledged write: here a reader asks from before the restart, so
-/// its first answer comes the moment a leader serves; four times over.
+/// After a restart a node knows only the commit index it last wrote down,
+/// which can be older than what it acknowledged (the index is written with
+/// the next log write); openraft 0.9 also let a leader lead its term again
+/// at once with it. A read must still see every acknowledged write: here a
+/// reader asks from before the restart, so its first answer comes the
+/// moment a leader serves; four times over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_right_after_a_full_restart_see_the_last_acknowledged_write() {
     let mut cluster = TestCluster::start(3).await;
@@ -202,6 +203,33 @@ async fn reads_right_after_a_full_restart_see_the_last_acknowledged_write() {
         let answer = tokio::time::timeout(Duration::from_secs(60), read).await;
         let answer = answer.expect("an answer in time").expect("the reader");
         assert!(answer.is_ok(), "round {round}: acknowledged task {last:?}: {answer:?}");
+    }
+    cluster.converged().await;
+    cluster.shutdown().await;
+}
+
+/// A leader may have sent entries before its own fsync (network::early), so
+/// after a restart it must not lead its old term again with a log that may
+/// lack them: the whole cluster restarted, the next leader is of a new term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_does_not_lead_its_old_term_again() {
+    let mut cluster = TestCluster::start(3).await;
+    for round in 0..3 {
+        let leader = cluster.leader().await;
+        cluster.client().submit(tasks(&format!("round {round}"), 1)).await.unwrap();
+        let term = cluster.node(leader).raft.metrics().borrow().current_term;
+        for id in cluster.running() {
+            cluster.stop(id).await;
+        }
+        for id in 1..=3 {
+            cluster.restart(id).await;
+        }
+        let next = cluster.leader().await;
+        let now = cluster.node(next).raft.metrics().borrow().current_term;
+        assert!(
+            now > term,
+            "round {round}: node {next} leads term {now}, node {leader} led {term}"
+        );
     }
     cluster.converged().await;
     cluster.shutdown().await;

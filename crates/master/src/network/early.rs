@@ -14,10 +14,10 @@
 //! - An early append is a message the leader may send at any time: its
 //!   vote, its entries, the entry before them, and a commit index the log
 //!   store was told. A follower handles it as any other AppendEntries;
-//!   entries it already holds are kept (openraft truncates only at a
-//!   conflicting entry, and a leader's entries never conflict with each
-//!   other). One that arrives out of order is refused, and only costs the
-//!   message.
+//!   entries it already holds are kept (openraft truncates only where a log
+//!   id differs, at an entry or at `prev_log_id`, and the ids a leader gives
+//!   in its term are its own; see the restart point below). One that
+//!   arrives out of order is refused, and only costs the message.
 //! - The leader still counts itself toward a quorum only once its own
 //!   fsync is done: openraft's flush callback is untouched.
 //! - A `Success` from the follower says that its log, durable, matched the
@@ -25,6 +25,13 @@
 //!   a later request of the same vote that ends at or before that entry, it
 //!   is that same answer arriving later, which Raft tolerates from any
 //!   network: the leader's entries in its term never change.
+//! - Within one run of the process, that is. A leader killed after an
+//!   early append and before its fsync restarts without those entries, and
+//!   openraft 0.9 would make it leader of the same term at once (its vote
+//!   is committed): its next entry would reuse a log id a follower holds
+//!   with other contents, and the follower would keep the old one. So the
+//!   log store reads its vote back as not committed (`LogStore::read_vote`)
+//!   and a restarted node campaigns in a new term.
 //!
 //! When it is used:
 //! - A refusal sends openraft's request as usual; no answer within the
@@ -64,6 +71,8 @@ struct Stream {
     /// `None` when unknown. An early append goes only right after it.
     tail: Option<LogId<NodeId>>,
     pending: VecDeque<Sent>,
+    /// The outcome of the last early append sent, until it is known.
+    last_sent: Option<watch::Receiver<Option<Outcome>>>,
 }
 
 /// How an early append ended.
@@ -103,9 +112,19 @@ impl Covering {
 }
 
 impl Early {
-    fn with<T>(&self, target: NodeId, vote: Vote<NodeId>, f: impl FnOnce(&mut Stream) -> T) -> T {
+    /// Runs `f` on `target`'s stream for `vote`, which a new vote starts
+    /// afresh; a call for an older vote than the stream's does nothing.
+    fn with<T>(
+        &self,
+        target: NodeId,
+        vote: Vote<NodeId>,
+        f: impl FnOnce(&mut Stream) -> Option<T>,
+    ) -> Option<T> {
         let mut streams = self.0.lock();
         let stream = streams.entry(target).or_default();
+        if stream.vote.is_some_and(|v| v > vote) {
+            return None;
+        }
         if stream.vote != Some(vote) {
             *stream = Stream { vote: Some(vote), ..Stream::default() };
         }
@@ -124,11 +143,12 @@ impl Early {
         now: Instant,
     ) -> Option<watch::Sender<Option<Outcome>>> {
         self.with(target, vote, |s| {
-            let unanswered = s.pending.back().is_some_and(|p| p.outcome.borrow().is_none());
+            let unanswered = s.last_sent.as_ref().is_some_and(|o| o.borrow().is_none());
             if prev.is_none() || s.tail != prev || unanswered {
                 return None;
             }
             let (tx, outcome) = watch::channel(None);
+            s.last_sent = Some(outcome.clone());
             s.pending.push_back(Sent { last, sent: now, outcome });
             if s.pending.len() > MAX_PENDING {
                 s.pending.pop_front();
@@ -144,6 +164,7 @@ impl Early {
         self.with(target, vote, |s| {
             s.tail = None;
             s.pending.clear();
+            Some(())
         });
     }
 
@@ -154,6 +175,7 @@ impl Early {
             if s.tail.is_none() || s.tail < matching {
                 s.tail = matching;
             }
+            Some(())
         });
     }
 
@@ -224,8 +246,9 @@ mod tests {
         assert!(third.is_none(), "a refusal stops the chain");
         early.confirmed(2, VOTE, Some(id(8)));
         let _third = early.start(2, VOTE, Some(id(8)), id(9), now).expect("confirmed again");
-        assert!(early.covering(2, VOTE, id(10)).is_none(), "nothing carried entry 10");
-        assert!(early.covering(2, VOTE, id(9)).is_none(), "a request past it drops it");
+        let past = early.covering(2, VOTE, id(10));
+        assert!(past.is_none(), "nothing carried entry 10, and a request past it drops it");
+        assert!(early.covering(2, VOTE, id(9)).is_none(), "dropped");
     }
 
     #[tokio::test]
@@ -233,12 +256,17 @@ mod tests {
         let early = Early::default();
         let now = Instant::now();
         early.confirmed(2, VOTE, Some(id(4)));
-        let _silent = early.start(2, VOTE, Some(id(4)), id(5), now).expect("starts");
+        let silent = early.start(2, VOTE, Some(id(4)), id(5), now).expect("starts");
         let waiting = early.covering(2, VOTE, id(5)).expect("covered");
         let late = waiting.outcome(Duration::from_millis(20)).await;
         assert_eq!(late, Outcome::Unanswered, "no answer in time");
 
         early.failed(2, VOTE);
+        early.confirmed(2, VOTE, Some(id(5)));
+        assert!(early.start(2, VOTE, Some(id(5)), id(6), now).is_none(), "one still unanswered");
+        // What its sending task does at its deadline.
+        early.failed(2, VOTE);
+        silent.send_replace(Some(Outcome::Unanswered));
         assert!(early.covering(2, VOTE, id(5)).is_none(), "a failure drops what is in flight");
         assert!(early.start(2, VOTE, Some(id(5)), id(6), now).is_none(), "the end is unknown");
         early.confirmed(2, VOTE, Some(id(5)));
@@ -251,6 +279,9 @@ mod tests {
         let next = Vote::new_committed(3, 1);
         assert!(early.covering(2, next, id(7)).is_none(), "another vote starts afresh");
         assert!(early.start(2, next, Some(id(7)), id(8), now).is_none());
+        early.confirmed(2, next, Some(id(7)));
+        early.failed(2, VOTE);
+        assert!(early.start(2, next, Some(id(7)), id(8), now).is_some(), "the old vote is ignored");
         assert!(early.start(3, VOTE, Some(id(7)), id(8), now).is_none(), "another follower");
     }
 }

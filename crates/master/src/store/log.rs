@@ -142,8 +142,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.wal.write(Op::Vote(*vote)).map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
+    /// The vote, never as committed: with a committed vote naming itself,
+    /// openraft 0.9 restarts a node as the leader of that same term at once.
+    /// Entries it sent before its own fsync (`network::early`) may then be
+    /// on followers but not in its log, and its next entry would reuse
+    /// their log id for other contents, which followers take for the same
+    /// entry. Read as not committed, the vote makes it campaign in a new
+    /// term, whose entries' ids are new. (A vote only loses knowledge this
+    /// way: it is still the node's vote for that term.)
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.wal.vote())
+        Ok(self.wal.vote().map(|vote| Vote { committed: false, ..vote }))
     }
 
     async fn save_committed(
