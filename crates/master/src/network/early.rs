@@ -51,10 +51,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::{LogId, Vote};
+use openraft::error::Infallible;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+use openraft::{Entry, LogId, RaftMetrics, ServerState, Vote};
 use parking_lot::Mutex;
-use taskraft_proto::NodeId;
+use prometheus_client::metrics::counter::Counter;
+use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
+
+use super::{context_with, PeerConn, PeerNetwork};
 
 /// Early appends kept per follower, awaiting the request they answer.
 const MAX_PENDING: usize = 32;
@@ -200,6 +205,88 @@ impl Early {
             }
             Some(covering)
         })
+    }
+}
+
+impl PeerNetwork {
+    /// Sends the leader's new entries to the followers before its own
+    /// fsync (see this module), each with deadline `ttl`, counting in
+    /// `answered` the requests of openraft's streams they answered.
+    pub fn replicating_early(mut self, ttl: Duration, answered: Counter) -> PeerNetwork {
+        self.early_on = Some((ttl, answered));
+        self
+    }
+
+    /// Sends the append of `entries` after `prev`, which this node's log is
+    /// about to write, to every other member right away if this node leads
+    /// the term of `entries` (see this module). `committed` is the commit
+    /// index the log store was told. Whether anything was sent.
+    pub fn send_early(
+        &self,
+        raft: &RaftMetrics<NodeId, NodeInfo>,
+        prev: Option<LogId<NodeId>>,
+        entries: &[Arc<Entry<TypeConfig>>],
+        committed: Option<LogId<NodeId>>,
+    ) -> bool {
+        let (Some((ttl, _)), Some(first), Some(last)) =
+            (&self.early_on, entries.first(), entries.last())
+        else {
+            return false;
+        };
+        let leader = first.log_id.leader_id;
+        let vote = Vote::new_committed(leader.term, self.me);
+        if raft.state != ServerState::Leader || leader.node_id != self.me || raft.vote != vote {
+            return false;
+        }
+        let now = Instant::now();
+        let mut sent = false;
+        for (&target, node) in raft.membership_config.nodes().filter(|(id, _)| **id != self.me) {
+            let Some(outcome) = self.early.start(target, vote, prev, last.log_id, now) else {
+                continue;
+            };
+            let req = AppendEntriesRequest {
+                vote,
+                prev_log_id: prev,
+                leader_commit: committed,
+                entries: entries.iter().map(|e| Entry::clone(e)).collect(),
+            };
+            tokio::spawn(self.conn(target, node).send_early(req, outcome, *ttl));
+            sent = true;
+        }
+        sent
+    }
+}
+
+impl PeerConn {
+    /// Sends an early append (see this module) and reports whether the
+    /// follower answered `Success`.
+    async fn send_early(
+        self,
+        req: AppendEntriesRequest<TypeConfig>,
+        outcome: tokio::sync::watch::Sender<Option<Outcome>>,
+        ttl: Duration,
+    ) {
+        let vote = req.vote;
+        let result = match self.client(ttl).await {
+            Ok(c) => Some(c.append_entries(context_with(ttl), req).await),
+            Err(_) => None,
+        };
+        let ended = match result {
+            Some(Ok(Ok(AppendEntriesResponse::Success))) => Outcome::Success,
+            Some(Ok(_)) => Outcome::Refused,
+            Some(Err(e)) => {
+                self.transport_error::<Infallible>(e);
+                Outcome::Unanswered
+            }
+            None => Outcome::Unanswered,
+        };
+        if ended != Outcome::Unanswered {
+            self.liveness.answered(self.target);
+        }
+        if ended != Outcome::Success {
+            self.early.failed(self.target, vote);
+        }
+        outcome.send_replace(Some(ended));
     }
 }
 
