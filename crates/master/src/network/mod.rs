@@ -270,8 +270,8 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         }
         let ttl = option.hard_ttl();
         let vote = req.vote;
-        let end = req.entries.last().map(|e| e.log_id).or(req.prev_log_id);
         let last = req.entries.last().map(|e| e.log_id);
+        let end = last.or(req.prev_log_id);
         if let (Some(answered), Some(last)) = (&self.early_answered, last) {
             if let Some(early) = self.early.covering(self.target, vote, last) {
                 let early_sent = early.sent;

@@ -30,8 +30,9 @@ pub struct LogStore {
     hook: Arc<OnceLock<AppendHook>>,
 }
 
-/// Shown each append that is not long ([`is_long`]) before it is written: the id of the entry before
-/// them, the entries, and the last committed id the store was told.
+/// Shown each append that is not long ([`is_long`]) before it is written:
+/// the id of the entry before them, the entries, and the last committed id
+/// the store was told.
 /// Returns whether it started sending something, which the store then
 /// lets run before its fsync blocks the thread.
 pub type AppendHook = Box<
