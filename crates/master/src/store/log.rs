@@ -18,6 +18,7 @@ use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use taskraft_proto::{NodeId, TypeConfig};
 
 use super::cover::CoverWatch;
+use super::failpoint;
 use super::wal::{Op, Wal};
 use crate::metrics::Metrics;
 
@@ -182,16 +183,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
         let long = is_long(&entries);
+        let mut sent = false;
         if let (Some(hook), false) = (self.hook.get(), long) {
             let (prev, _) = self.wal.log_state();
-            if hook(prev, &entries, self.wal.committed()) {
+            sent = hook(prev, &entries, self.wal.committed());
+            if sent {
                 // Let the sends reach their sockets before the fsync.
                 tokio::task::yield_now().await;
             }
         }
         // openraft awaits this append before it runs anything else, so no
         // other write can overtake it on the blocking pool.
-        let written = if long {
+        let written = if sent && failpoint::fires(self.wal.dir()) {
+            // Long enough for the followers to hold what was sent.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Err(std::io::Error::other("failpoint: the leader's write fails after its early append"))
+        } else if long {
             let wal = self.wal.clone();
             tokio::task::spawn_blocking(move || wal.write(Op::Entries(entries)))
                 .await

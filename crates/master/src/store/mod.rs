@@ -16,6 +16,7 @@
 
 pub mod backup;
 mod cover;
+pub mod failpoint;
 mod log;
 mod snapshot;
 mod state_machine;

@@ -220,6 +220,11 @@ impl Wal {
         writer.handle(&op)
     }
 
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The entries with index in `range`, in order (stopping at a gap).
     pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<TypeConfig>>, WalError> {
         self.read_limited(range, u64::MAX)
