@@ -6,10 +6,13 @@
 //! (not fsynced: after a crash the log replays what the table lost). Rows
 //! are written every [`WRITE_EVERY`] or [`WRITE_ROWS`] and the tree flushed
 //! every [`FLUSH_EVERY`], not per apply: each sled write wakes sled's whole
-//! IO pool. Batches stay small: 200 ms batches made a bulk load hold ~3x the
-//! memory in sled (docs/performance.md). Outcomes such as `Stale` are responses
-//! that were applied; a sled error or an undecodable snapshot is a
-//! `StorageError`, which stops the node: it is never answered as if applied.
+//! IO pool. The batches are applied and flushed by the [`writer`], on a
+//! thread of its own; no apply waits for them. Batches stay small: 200 ms
+//! batches made a bulk load hold ~3x the memory in sled
+//! (docs/performance.md). Outcomes such as `Stale` are responses that were
+//! applied; a sled error or an undecodable snapshot is a `StorageError`,
+//! which stops the node: it is never answered as if applied (a batch's
+//! error stops the next apply).
 //!
 //! The table also lives in memory ([`Applied`], behind a `parking_lot::RwLock` that is
 //! never held across an `.await`), where the client API and the leader's
@@ -27,28 +30,28 @@ use openraft::{
     StoredMembership,
 };
 use parking_lot::{RwLock, RwLockWriteGuard};
-use taskraft_core::{PushWorker, QueueSettings, Response, Table, Task, TaskId};
+use taskraft_core::{PushWorker, QueueSettings, Response, Table, Task};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 
 use super::cover::{CoverSender, CoverWatch};
+use super::decode;
 use super::snapshot::{
     decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
 };
-use super::{decode, encode};
 use crate::metrics::events::{observe, Probe};
 use crate::metrics::{since, Metrics};
 
+mod rows;
 mod snapshots;
+mod writer;
 
+pub(super) use rows::table_batch;
+use rows::{
+    replacing_batch, Dirty, LAST_APPLIED, MEMBERSHIP, NEXT_ID, PUSH_WORKERS, QUEUES, ROW_PREFIX,
+};
 pub use snapshots::SnapshotBuilder;
-
-const LAST_APPLIED: &[u8] = b"m:last_applied";
-const MEMBERSHIP: &[u8] = b"m:membership";
-const PUSH_WORKERS: &[u8] = b"m:push_workers";
-const QUEUES: &[u8] = b"m:queues";
-const NEXT_ID: &[u8] = b"m:next_id";
-const ROW_PREFIX: u8 = b't';
+use writer::TableWriter;
 
 /// Changed rows are written to the table tree at least this often...
 const WRITE_EVERY: Duration = Duration::from_millis(50);
@@ -59,84 +62,8 @@ const WRITE_ROWS: usize = 256;
 /// sled holds what it has not flushed in memory.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-/// What changed in the table since the tree was last written.
-#[derive(Default)]
-struct Dirty {
-    rows: BTreeSet<TaskId>,
-    membership: bool,
-    registry: bool,
-    queues: bool,
-    /// When the oldest unwritten change was applied.
-    since: Option<Instant>,
-    /// When the tree was last flushed.
-    flushed: Option<Instant>,
-}
-
-impl Dirty {
-    /// Writes the changed rows of `a` and its applied id to `tree` in one batch.
-    fn write(&mut self, tree: &sled::Tree, a: &Applied) -> sled::Result<()> {
-        let mut batch = sled::Batch::default();
-        for id in std::mem::take(&mut self.rows) {
-            match a.table.get(id) {
-                Some(task) => batch.insert(&row_key(id), encode(task)),
-                None => batch.remove(&row_key(id)),
-            }
-        }
-        if std::mem::take(&mut self.membership) {
-            batch.insert(MEMBERSHIP, encode(&a.membership));
-        }
-        if std::mem::take(&mut self.registry) {
-            batch.insert(PUSH_WORKERS, encode(&a.table.push_workers().collect::<Vec<_>>()));
-        }
-        if std::mem::take(&mut self.queues) {
-            batch.insert(QUEUES, encode(a.table.queue_settings()));
-        }
-        batch.insert(NEXT_ID, encode(&a.table.next_id()));
-        batch.insert(LAST_APPLIED, encode(&a.last_applied));
-        self.since = None;
-        tree.apply_batch(batch)
-    }
-}
-
-fn row_key(id: TaskId) -> [u8; 9] {
-    let mut k = [ROW_PREFIX; 9];
-    k[1..].copy_from_slice(&id.0.to_be_bytes());
-    k
-}
-
-/// Adds to `batch` everything that makes the table tree hold `table`,
-/// applied up to `last_applied` with `membership` (a snapshot installed, a
-/// backup restored).
-/// One batch that replaces the whole tree with `table` at `last_applied`:
-/// rows absent from `table` do not survive it.
-fn replacing_batch(
-    tree: &sled::Tree,
-    table: &Table,
-    last_applied: Option<LogId<NodeId>>,
-    membership: &StoredMembership<NodeId, NodeInfo>,
-) -> sled::Result<sled::Batch> {
-    let mut batch = sled::Batch::default();
-    for kv in tree.iter() {
-        batch.remove(kv?.0);
-    }
-    table_batch(&mut batch, table, last_applied, membership);
-    Ok(batch)
-}
-
-pub(super) fn table_batch(
-    batch: &mut sled::Batch,
-    table: &Table,
-    last_applied: Option<LogId<NodeId>>,
-    membership: &StoredMembership<NodeId, NodeInfo>,
-) {
-    for task in table.tasks() {
-        batch.insert(&row_key(task.id), encode(task));
-    }
-    batch.insert(LAST_APPLIED, encode(&last_applied));
-    batch.insert(MEMBERSHIP, encode(membership));
-    batch.insert(PUSH_WORKERS, encode(&table.push_workers().collect::<Vec<_>>()));
-    batch.insert(QUEUES, encode(table.queue_settings()));
-    batch.insert(NEXT_ID, encode(&table.next_id()));
+fn table_err(e: String) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(&std::io::Error::other(e)).into()
 }
 
 /// Takes the write lock without blocking the runtime's thread. A reader on
@@ -173,6 +100,8 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct StateMachine {
     tree: sled::Tree,
+    /// Writes the changed rows to `tree`, off the runtime's thread.
+    writer: Arc<TableWriter>,
     snapshot_path: PathBuf,
     applied: Arc<RwLock<Applied>>,
     /// Changes not yet in the tree; locked after `applied`, never before.
@@ -245,7 +174,9 @@ impl StateMachine {
         let cover = CoverSender::new(last_applied.map(|l| l.index));
         metrics.recent.seed(&table);
         let applied = Applied { table, last_applied, membership };
+        let writer = TableWriter::start(tree.clone()).map_err(|e| format!("table writer: {e}"))?;
         Ok(StateMachine {
+            writer: Arc::new(writer),
             tree,
             snapshot_path,
             applied: Arc::new(RwLock::new(applied)),
@@ -391,7 +322,7 @@ impl StateMachine {
             dirty.queues |= queues_changed;
             let since = *dirty.since.get_or_insert_with(Instant::now);
             if dirty.rows.len() >= WRITE_ROWS || since.elapsed() >= WRITE_EVERY {
-                dirty.write(&self.tree, &a).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                self.writer.write(dirty.batch(&a)).map_err(table_err)?;
             }
             let flushed = *dirty.flushed.get_or_insert_with(Instant::now);
             if flushed.elapsed() >= FLUSH_EVERY {
@@ -401,7 +332,7 @@ impl StateMachine {
             a.last_applied.map_or(0, |l| l.index)
         };
         if flush {
-            self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
+            self.writer.flush_later().map_err(table_err)?;
         }
         self.applied_index.send_replace(index);
         if registry_changed {

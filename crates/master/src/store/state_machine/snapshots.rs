@@ -11,11 +11,14 @@ impl StateMachine {
         // read lock costs less memory than a copy of the table; it runs on a
         // blocking thread so that Raft's own tasks (heartbeats) keep running.
         let started = Instant::now();
-        let (applied, dirty, tree) = (self.applied.clone(), self.dirty.clone(), self.tree.clone());
+        let (applied, dirty, writer) =
+            (self.applied.clone(), self.dirty.clone(), self.writer.clone());
         let encoded = tokio::task::spawn_blocking(move || {
             let a = applied.read();
             // The tree catches up with the image; the builder flushes it.
-            let written = dirty.lock().write(&tree, &a);
+            let mut dirty = dirty.lock();
+            let written = writer.write(dirty.batch(&a));
+            drop(dirty);
             (a.last_applied, a.membership.clone(), encode_image(&a.table), written)
         })
         .await
@@ -27,7 +30,7 @@ impl StateMachine {
             data: Some(data),
             unwritten: written.err(),
             path: self.snapshot_path.clone(),
-            tree: self.tree.clone(),
+            writer: self.writer.clone(),
             metrics: self.metrics.clone(),
             cover: self.cover.clone(),
             started,
@@ -74,6 +77,8 @@ impl StateMachine {
         // Decoding the image and rewriting the tree take seconds for a large
         // table: a blocking thread does them, so that a single-threaded
         // master keeps answering its leader meanwhile.
+        // Every batch queued before replaces nothing after this one.
+        self.writer.flush().await.map_err(table_err)?;
         let (path, m, tree) = (self.snapshot_path.clone(), meta.clone(), self.tree.clone());
         let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
             let table = decode_image(&data)
@@ -103,9 +108,9 @@ pub struct SnapshotBuilder {
     membership: StoredMembership<NodeId, NodeInfo>,
     data: Option<Vec<u8>>,
     /// Why the table tree could not catch up with the image, if it could not.
-    unwritten: Option<sled::Error>,
+    unwritten: Option<String>,
     path: PathBuf,
-    tree: sled::Tree,
+    writer: Arc<TableWriter>,
     metrics: Arc<Metrics>,
     cover: CoverSender,
     /// When the builder was made (the table's encoding starts the build).
@@ -126,13 +131,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         // apply() does not fsync: make the table durable up to this snapshot
         // before openraft may purge the log entries it covers.
-        if let Some(e) = self.unwritten.take() {
-            return Err(StorageIOError::write_snapshot(Some(meta.signature()), &e).into());
-        }
-        self.tree
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let flushed = match self.unwritten.take() {
+            Some(e) => Err(e),
+            None => self.writer.flush().await,
+        };
+        flushed.map_err(|e| {
+            StorageIOError::write_snapshot(Some(meta.signature()), &std::io::Error::other(e))
+        })?;
         let (path, m) = (self.path.clone(), meta.clone());
         let data = tokio::task::spawn_blocking(move || {
             write_snapshot_file(&path, &m, &data).map(|()| data)
