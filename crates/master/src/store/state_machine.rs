@@ -288,6 +288,7 @@ impl StateMachine {
         let mut queues_changed = false;
         let mut membership_changed = false;
         let mut flush = false;
+        let mut batch = None;
         let index = {
             let mut a = write_lock(&self.applied).await;
             let mut touched = BTreeSet::new();
@@ -322,7 +323,7 @@ impl StateMachine {
             dirty.queues |= queues_changed;
             let since = *dirty.since.get_or_insert_with(Instant::now);
             if dirty.rows.len() >= WRITE_ROWS || since.elapsed() >= WRITE_EVERY {
-                self.writer.write(dirty.batch(&a)).map_err(table_err)?;
+                batch = Some(dirty.batch(&a));
             }
             let flushed = *dirty.flushed.get_or_insert_with(Instant::now);
             if flushed.elapsed() >= FLUSH_EVERY {
@@ -331,8 +332,11 @@ impl StateMachine {
             }
             a.last_applied.map_or(0, |l| l.index)
         };
+        if let Some(batch) = batch {
+            self.writer.write(batch).await.map_err(table_err)?;
+        }
         if flush {
-            self.writer.flush_later().map_err(table_err)?;
+            self.writer.flush_later().await.map_err(table_err)?;
         }
         self.applied_index.send_replace(index);
         if registry_changed {

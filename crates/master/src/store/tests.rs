@@ -71,6 +71,20 @@ fn refused(dir: &std::path::Path, cluster: &str) -> super::OpenError {
     }
 }
 
+/// sled's own handle on `dir`, once the lock of a store just closed there
+/// is gone.
+fn sled_after_close(dir: &std::path::Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(dir) {
+            Err(e) if e.to_string().contains("lock") && started.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 fn metrics() -> std::sync::Arc<crate::metrics::Metrics> {
     std::sync::Arc::new(crate::metrics::Metrics::new(1))
 }
@@ -81,7 +95,7 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
     drop(super::open(dir.path(), "c", metrics()).unwrap());
     {
         // What a build from before the format marker leaves: no "format" key.
-        let db = sled::open(dir.path()).unwrap();
+        let db = sled_after_close(dir.path());
         db.open_tree("meta").unwrap().remove("format").unwrap();
         db.flush().unwrap();
     }

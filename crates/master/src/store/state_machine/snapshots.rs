@@ -17,7 +17,7 @@ impl StateMachine {
             let a = applied.read();
             // The tree catches up with the image; the builder flushes it.
             let mut dirty = dirty.lock();
-            let written = writer.write(dirty.batch(&a));
+            let written = writer.write_blocking(dirty.batch(&a));
             drop(dirty);
             (a.last_applied, a.membership.clone(), encode_image(&a.table), written)
         })

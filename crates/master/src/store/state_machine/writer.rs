@@ -11,16 +11,21 @@
 //! [`TableWriter::flush`] for every batch before it and the flush after.
 //! The first error stops the writer; every later call returns it, and the
 //! apply that gets it stops the node (fail-stop).
+//!
+//! The queue is short: an apply that finds it full waits (without holding
+//! the runtime's thread), so sled's unflushed memory stays bounded as it
+//! was when each apply waited for the flush. Batches are queued in the
+//! order they are made because openraft runs one state machine call at a
+//! time (apply, snapshot builder, install).
 
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-/// Batches queued at most; a full queue holds up the apply that adds one.
-const QUEUED: usize = 16;
+/// Jobs queued at most; a full queue holds up the apply that adds one.
+const QUEUED: usize = 8;
 
 enum Job {
     Batch(sled::Batch),
@@ -30,7 +35,7 @@ enum Job {
 
 /// Applies batches to one tree, in order, on its own thread.
 pub struct TableWriter {
-    jobs: Option<mpsc::SyncSender<Job>>,
+    jobs: Option<mpsc::Sender<Job>>,
     failed: Arc<Mutex<Option<String>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -38,13 +43,13 @@ pub struct TableWriter {
 impl TableWriter {
     /// Starts the writer of `tree`.
     pub fn start(tree: sled::Tree) -> std::io::Result<TableWriter> {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUED);
+        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUED);
         let failed: Arc<Mutex<Option<String>>> = Arc::default();
         let first = failed.clone();
         let thread = std::thread::Builder::new().name("table-writer".into()).spawn(move || {
             let written =
                 |r: sled::Result<()>| r.map_err(|e| format!("writing the task table: {e}"));
-            for job in queue {
+            while let Some(job) = queue.blocking_recv() {
                 let known = first.lock().clone();
                 let (reply, result) = match job {
                     Job::Batch(_) if known.is_some() => continue,
@@ -67,30 +72,39 @@ impl TableWriter {
 
     /// Queues `batch` after every batch before it; an error if an earlier
     /// one failed.
-    pub fn write(&self, batch: sled::Batch) -> Result<(), String> {
-        self.send(Job::Batch(batch))
+    pub async fn write(&self, batch: sled::Batch) -> Result<(), String> {
+        self.jobs()?.send(Job::Batch(batch)).await.map_err(|_| stopped())
+    }
+
+    /// [`TableWriter::write`] from a blocking thread.
+    pub fn write_blocking(&self, batch: sled::Batch) -> Result<(), String> {
+        self.jobs()?.blocking_send(Job::Batch(batch)).map_err(|_| stopped())
     }
 
     /// Flushes the tree once the batches queued before are written, without
     /// waiting for it.
-    pub fn flush_later(&self) -> Result<(), String> {
-        self.send(Job::Flush(None))
+    pub async fn flush_later(&self) -> Result<(), String> {
+        self.jobs()?.send(Job::Flush(None)).await.map_err(|_| stopped())
     }
 
     /// Waits until every batch queued before is written and the tree flushed.
     pub async fn flush(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Flush(Some(tx)))?;
-        rx.await.map_err(|_| "the table writer stopped".to_owned())?
+        self.jobs()?.send(Job::Flush(Some(tx))).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
-    fn send(&self, job: Job) -> Result<(), String> {
+    /// The queue, unless an earlier job failed.
+    fn jobs(&self) -> Result<&mpsc::Sender<Job>, String> {
         if let Some(error) = self.failed.lock().clone() {
             return Err(error);
         }
-        let jobs = self.jobs.as_ref().ok_or("the table writer stopped")?;
-        jobs.send(job).map_err(|_| "the table writer stopped".to_owned())
+        self.jobs.as_ref().ok_or_else(stopped)
     }
+}
+
+fn stopped() -> String {
+    "the table writer stopped".to_owned()
 }
 
 impl Drop for TableWriter {
@@ -119,8 +133,8 @@ mod tests {
             let mut batch = sled::Batch::default();
             batch.insert(&i.to_be_bytes(), &i.to_be_bytes());
             batch.insert("last", &i.to_be_bytes());
-            writer.write(batch).unwrap();
-            writer.flush_later().unwrap();
+            writer.write(batch).await.unwrap();
+            writer.flush_later().await.unwrap();
         }
         // A batch that takes sled a while.
         let mut big = sled::Batch::default();
@@ -128,7 +142,7 @@ mod tests {
             big.insert(&i.to_be_bytes(), &i.to_be_bytes());
         }
         big.insert("last", "big");
-        writer.write(big).unwrap();
+        writer.write(big).await.unwrap();
         writer.flush().await.unwrap();
         assert_eq!(tree.get("last").unwrap().unwrap().as_ref(), b"big");
         assert_eq!(tree.len(), 20_101);
