@@ -235,7 +235,9 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft did not stop cleanly");
         }
-        drop(self.state_machine);
+        // The last handle waits for its table writer to finish its queue:
+        // not on the runtime's thread.
+        let _ = tokio::task::spawn_blocking(move || drop(self.state_machine)).await;
         info!(node = self.id, "stopped");
     }
 }

@@ -7,12 +7,12 @@
 //! are written every [`WRITE_EVERY`] or [`WRITE_ROWS`] and the tree flushed
 //! every [`FLUSH_EVERY`], not per apply: each sled write wakes sled's whole
 //! IO pool. The batches are applied and flushed by the [`writer`], on a
-//! thread of its own; no apply waits for them. Batches stay small: 200 ms
-//! batches made a bulk load hold ~3x the memory in sled
+//! thread of its own; an apply waits only for room in its queue. Batches
+//! stay small: 200 ms batches made a bulk load hold ~3x the memory in sled
 //! (docs/performance.md). Outcomes such as `Stale` are responses that were
 //! applied; a sled error or an undecodable snapshot is a `StorageError`,
-//! which stops the node: it is never answered as if applied (a batch's
-//! error stops the next apply).
+//! which stops the node (a batch's error stops the next apply, before it
+//! changes the table).
 //!
 //! The table also lives in memory ([`Applied`], behind a `parking_lot::RwLock` that is
 //! never held across an `.await`), where the client API and the leader's
@@ -287,8 +287,9 @@ impl StateMachine {
         let mut registry_changed = false;
         let mut queues_changed = false;
         let mut membership_changed = false;
-        let mut flush = false;
-        let mut batch = None;
+        // Room for this apply's batch first: it also says whether an earlier
+        // batch failed, before the table changes.
+        let slot = self.writer.slot().await.map_err(table_err)?;
         let index = {
             let mut a = write_lock(&self.applied).await;
             let mut touched = BTreeSet::new();
@@ -322,22 +323,18 @@ impl StateMachine {
             dirty.registry |= registry_changed;
             dirty.queues |= queues_changed;
             let since = *dirty.since.get_or_insert_with(Instant::now);
+            let mut batch = None;
             if dirty.rows.len() >= WRITE_ROWS || since.elapsed() >= WRITE_EVERY {
                 batch = Some(dirty.batch(&a));
             }
             let flushed = *dirty.flushed.get_or_insert_with(Instant::now);
-            if flushed.elapsed() >= FLUSH_EVERY {
+            let flush = flushed.elapsed() >= FLUSH_EVERY;
+            if flush {
                 dirty.flushed = Some(Instant::now());
-                flush = true;
             }
+            slot.write(batch, flush);
             a.last_applied.map_or(0, |l| l.index)
         };
-        if let Some(batch) = batch {
-            self.writer.write(batch).await.map_err(table_err)?;
-        }
-        if flush {
-            self.writer.flush_later().await.map_err(table_err)?;
-        }
         self.applied_index.send_replace(index);
         if registry_changed {
             self.registry.send_modify(|v| *v += 1);

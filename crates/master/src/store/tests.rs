@@ -57,32 +57,23 @@ fn truncated_snapshot_file_is_detected_at_open() {
     assert!(err.to_string().contains("snapshot.bin: truncated meta"), "{err}");
 }
 
-/// The error of opening `dir`, once sled's lock from an earlier open (released by
-/// its background threads, asynchronously) is gone.
-fn refused(dir: &std::path::Path, cluster: &str) -> super::OpenError {
+/// What `attempt` gives once sled's lock from an earlier open of the same
+/// dir is gone (sled's background threads release it asynchronously).
+fn after_lock<T, E: std::fmt::Display>(mut attempt: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     let started = std::time::Instant::now();
     loop {
-        let err = super::open(dir, cluster, metrics()).err().expect("refused");
-        let locked = matches!(&err, super::OpenError::Sled { source, .. } if source.to_string().contains("lock"));
-        if !locked || started.elapsed() > std::time::Duration::from_secs(10) {
-            return err;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// sled's own handle on `dir`, once the lock of a store just closed there
-/// is gone.
-fn sled_after_close(dir: &std::path::Path) -> sled::Db {
-    let started = std::time::Instant::now();
-    loop {
-        match sled::open(dir) {
+        match attempt() {
             Err(e) if e.to_string().contains("lock") && started.elapsed().as_secs() < 10 => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            opened => return opened.unwrap(),
+            done => return done,
         }
     }
+}
+
+/// The error of opening the store in `dir`.
+fn refused(dir: &std::path::Path, cluster: &str) -> super::OpenError {
+    after_lock(|| super::open(dir, cluster, metrics())).err().expect("refused")
 }
 
 fn metrics() -> std::sync::Arc<crate::metrics::Metrics> {
@@ -95,7 +86,7 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
     drop(super::open(dir.path(), "c", metrics()).unwrap());
     {
         // What a build from before the format marker leaves: no "format" key.
-        let db = sled_after_close(dir.path());
+        let db = after_lock(|| sled::open(dir.path())).unwrap();
         db.open_tree("meta").unwrap().remove("format").unwrap();
         db.flush().unwrap();
     }

@@ -77,9 +77,10 @@ impl StateMachine {
         // Decoding the image and rewriting the tree take seconds for a large
         // table: a blocking thread does them, so that a single-threaded
         // master keeps answering its leader meanwhile.
-        // Every batch queued before replaces nothing after this one.
+        // The tree holds every batch queued before, and this one replaces it.
         self.writer.flush().await.map_err(table_err)?;
-        let (path, m, tree) = (self.snapshot_path.clone(), meta.clone(), self.tree.clone());
+        let (path, m) = (self.snapshot_path.clone(), meta.clone());
+        let (tree, writer) = (self.tree.clone(), self.writer.clone());
         let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
             let table = decode_image(&data)
                 .map_err(|e| {
@@ -92,12 +93,12 @@ impl StateMachine {
             // and a newer snapshot, from which `open` rebuilds the table.
             write_snapshot_file(&path, &m, &data)
                 .map_err(|e| StorageIOError::write_snapshot(Some(m.signature()), &e))?;
-            tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            writer.write_blocking(batch).map_err(table_err)?;
             Ok(table)
         })
         .await
         .map_err(|e| StorageIOError::write_state_machine(&std::io::Error::other(e)))??;
-        self.tree.flush_async().await.map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.writer.flush().await.map_err(table_err)?;
         Ok(table)
     }
 }

@@ -6,11 +6,12 @@
 //! sixth of the leader's samples, on the one thread that also runs Raft,
 //! the connections and the log's fsync. The batches come every 50 ms or
 //! 256 rows, not per entry, so handing them to another thread costs a few
-//! wake-ups a second. Nothing waits for a batch: the log holds every entry
-//! until the table is flushed, and a snapshot or install waits with
-//! [`TableWriter::flush`] for every batch before it and the flush after.
-//! The first error stops the writer; every later call returns it, and the
-//! apply that gets it stops the node (fail-stop).
+//! wake-ups a second. An apply waits only for room in the queue, never for
+//! a batch: the log holds every entry until the table is flushed, and a
+//! snapshot or install waits with [`TableWriter::flush`] for every batch
+//! before it and the flush after. The first error stops the writer; every
+//! later call returns it, and the next apply stops the node before it
+//! changes the table (fail-stop).
 //!
 //! The queue is short: an apply that finds it full waits (without holding
 //! the runtime's thread), so sled's unflushed memory stays bounded as it
@@ -28,9 +29,23 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUED: usize = 8;
 
 enum Job {
-    Batch(sled::Batch),
-    /// Flushes the tree, and says so when asked.
-    Flush(Option<oneshot::Sender<Result<(), String>>>),
+    /// A batch to apply, then a flush if asked.
+    Write { batch: Option<sled::Batch>, flush: bool },
+    /// Flushes the tree and says so.
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// Room for one job in the queue, taken before the job is made, so that
+/// nothing can come between making a batch and queueing it.
+pub struct Slot<'a>(mpsc::Permit<'a, Job>);
+
+impl Slot<'_> {
+    /// Queues `batch` (if any) and a flush (if asked) after every job before.
+    pub fn write(self, batch: Option<sled::Batch>, flush: bool) {
+        if batch.is_some() || flush {
+            self.0.send(Job::Write { batch, flush });
+        }
+    }
 }
 
 /// Applies batches to one tree, in order, on its own thread.
@@ -51,13 +66,18 @@ impl TableWriter {
                 |r: sled::Result<()>| r.map_err(|e| format!("writing the task table: {e}"));
             while let Some(job) = queue.blocking_recv() {
                 let known = first.lock().clone();
-                let (reply, result) = match job {
-                    Job::Batch(_) if known.is_some() => continue,
-                    Job::Batch(batch) => (None, written(tree.apply_batch(batch))),
-                    Job::Flush(reply) => match known {
-                        Some(error) => (reply, Err(error)),
-                        None => (reply, written(tree.flush().map(drop))),
-                    },
+                let (reply, result) = match (job, known) {
+                    (Job::Write { .. }, Some(_)) => continue,
+                    (Job::Write { batch, flush }, None) => {
+                        let applied = batch.map_or(Ok(()), |b| tree.apply_batch(b));
+                        let flushed = applied.and_then(|()| match flush {
+                            true => tree.flush().map(drop),
+                            false => Ok(()),
+                        });
+                        (None, written(flushed))
+                    }
+                    (Job::Flush(reply), Some(error)) => (Some(reply), Err(error)),
+                    (Job::Flush(reply), None) => (Some(reply), written(tree.flush().map(drop))),
                 };
                 if let Err(error) = &result {
                     first.lock().get_or_insert_with(|| error.clone());
@@ -70,27 +90,23 @@ impl TableWriter {
         Ok(TableWriter { jobs: Some(jobs), failed, thread: Some(thread) })
     }
 
-    /// Queues `batch` after every batch before it; an error if an earlier
-    /// one failed.
-    pub async fn write(&self, batch: sled::Batch) -> Result<(), String> {
-        self.jobs()?.send(Job::Batch(batch)).await.map_err(|_| stopped())
+    /// Room for the next job, once the queue has it; an error if an
+    /// earlier job failed.
+    pub async fn slot(&self) -> Result<Slot<'_>, String> {
+        let permit = self.jobs()?.reserve().await.map_err(|_| stopped())?;
+        Ok(Slot(permit))
     }
 
-    /// [`TableWriter::write`] from a blocking thread.
+    /// Queues `batch` from a blocking thread.
     pub fn write_blocking(&self, batch: sled::Batch) -> Result<(), String> {
-        self.jobs()?.blocking_send(Job::Batch(batch)).map_err(|_| stopped())
-    }
-
-    /// Flushes the tree once the batches queued before are written, without
-    /// waiting for it.
-    pub async fn flush_later(&self) -> Result<(), String> {
-        self.jobs()?.send(Job::Flush(None)).await.map_err(|_| stopped())
+        let job = Job::Write { batch: Some(batch), flush: false };
+        self.jobs()?.blocking_send(job).map_err(|_| stopped())
     }
 
     /// Waits until every batch queued before is written and the tree flushed.
     pub async fn flush(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.jobs()?.send(Job::Flush(Some(tx))).await.map_err(|_| stopped())?;
+        self.jobs()?.send(Job::Flush(tx)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -133,8 +149,7 @@ mod tests {
             let mut batch = sled::Batch::default();
             batch.insert(&i.to_be_bytes(), &i.to_be_bytes());
             batch.insert("last", &i.to_be_bytes());
-            writer.write(batch).await.unwrap();
-            writer.flush_later().await.unwrap();
+            writer.slot().await.unwrap().write(Some(batch), i % 10 == 0);
         }
         // A batch that takes sled a while.
         let mut big = sled::Batch::default();
@@ -142,7 +157,7 @@ mod tests {
             big.insert(&i.to_be_bytes(), &i.to_be_bytes());
         }
         big.insert("last", "big");
-        writer.write(big).await.unwrap();
+        writer.slot().await.unwrap().write(Some(big), false);
         writer.flush().await.unwrap();
         assert_eq!(tree.get("last").unwrap().unwrap().as_ref(), b"big");
         assert_eq!(tree.len(), 20_101);
