@@ -11,6 +11,7 @@
 //! Each workload checks its outcome from the cluster's own record and the
 //! command fails if a check fails.
 
+mod ledger;
 mod soak;
 mod spawn;
 mod targets;

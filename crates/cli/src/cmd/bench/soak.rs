@@ -20,7 +20,7 @@ use anyhow::{anyhow, Context};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use taskraft_client::Client;
-use taskraft_core::NewTask;
+use taskraft_core::{NewTask, TaskId};
 
 use super::workloads::{self, drain_loop, DrainPlan, Outcome, Shared, Target};
 
@@ -40,6 +40,8 @@ const RSS_SLACK_BYTES: f64 = 32.0 * 1024.0 * 1024.0;
 const MIN_WINDOW: usize = 3;
 /// How often the producer submits (its rate is spread over these ticks).
 const PRODUCER_TICK: Duration = Duration::from_millis(10);
+/// Lost tasks looked up in the cluster and named in the failed check.
+const MAX_LOST_SHOWN: usize = 5;
 /// How long the workers get to finish what was submitted after the producer stops.
 const GRACE: Duration = Duration::from_secs(60);
 
@@ -99,11 +101,21 @@ pub async fn soak(target: Target, plan: SoakPlan) -> anyhow::Result<Outcome> {
         let (_, d) = l.await?;
         done_hist.add(d).ok();
     }
-    let ledger = shared.ledger.lock();
-    let (lost, twice, accepted) = (ledger.pending(), ledger.twice, ledger.accepted_count());
+    let (lost, twice, accepted, lost_ids) = {
+        let ledger = shared.ledger.lock();
+        let ids: Vec<u64> = ledger.pending_ids().take(MAX_LOST_SHOWN).collect();
+        (ledger.pending(), ledger.twice, ledger.accepted_count(), ids)
+    };
+    let (failed_completes, duplicates) = (
+        shared.failed_completes.load(Ordering::Relaxed),
+        shared.duplicate_answers.load(Ordering::Relaxed),
+    );
     let mut failed = Vec::new();
     if lost > 0 || twice > 0 {
-        failed.push(format!("{lost} acknowledged tasks never completed, {twice} completed twice"));
+        let where_now = where_now(&client, &lost_ids).await;
+        failed.push(format!(
+            "{lost} acknowledged tasks never completed ({where_now}), {twice} completed twice"
+        ));
     }
     let growth = growth_by_node(&samples, plan.warmup.as_secs_f64(), plan.duration.as_secs_f64());
     if growth.is_empty() {
@@ -126,14 +138,30 @@ pub async fn soak(target: Target, plan: SoakPlan) -> anyhow::Result<Outcome> {
         p50_us: done_hist.value_at_quantile(0.5),
         p99_us: done_hist.value_at_quantile(0.99),
         details: format!(
-            "{accepted} completed, {lost} lost, {twice} completed twice, {submit_errors} failed submits; {}",
+            "{accepted} completed, {lost} lost, {twice} completed twice, {submit_errors} failed submits, \
+             {failed_completes} failed completes, {duplicates} answered duplicate; {}",
             growth_text.join(", ")
         ),
         figures: json!({ "rate": plan.rate, "seconds": produced_s, "completed": accepted, "lost": lost,
             "completed_twice": twice, "failed_submits": submit_errors,
+            "failed_completes": failed_completes, "duplicate_answers": duplicates,
             "samples": samples.iter().map(sample_json).collect::<Vec<Value>>() }),
         failed_check: (!failed.is_empty()).then(|| format!("soak: {}", failed.join("; "))),
     })
+}
+
+/// What the cluster holds now of the tasks in `ids` (the first lost ones):
+/// a task that is absent was purged after finishing, or never applied.
+async fn where_now(client: &Client, ids: &[u64]) -> String {
+    let mut parts = Vec::new();
+    for id in ids {
+        let state = match client.task(TaskId(*id)).await {
+            Ok(t) => format!("{:?} attempt {} worker {:?}", t.status, t.attempt.0, t.worker),
+            Err(e) => format!("not found: {e}"),
+        };
+        parts.push(format!("task {id}: {state}"));
+    }
+    parts.join("; ")
 }
 
 /// Submits at `plan.rate` for `plan.duration`, keyed so that a retried

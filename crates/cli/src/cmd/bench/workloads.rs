@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 use taskraft_client::{Client, ClientOptions};
-use taskraft_core::{Lease, NewTask, Outcome as LeaseOutcome, WorkerId};
+use taskraft_core::{Lease, NewTask, WorkerId};
 use taskraft_proto::client::{Assignment, LeasedTask};
 
+pub use super::ledger::Shared;
 use super::spawn::Spawned;
 
 /// Where a run goes: a client, and the processes when the bench owns them.
@@ -128,64 +128,6 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
     })
 }
 
-/// What the drain loops share.
-#[derive(Default)]
-pub struct Shared {
-    /// Accepted completions still wanted; the loops stop at zero (on a
-    /// cluster that holds other tasks too, draining all of it is not the run).
-    pub wanted: AtomicU64,
-    pub failed_completes: AtomicU64,
-    killed_at: Mutex<Option<Instant>>,
-    first_after_kill: Mutex<Option<Instant>>,
-    last_accept: Mutex<Option<Instant>>,
-    /// Which tasks were accepted (W4 checks it).
-    pub ledger: Mutex<Ledger>,
-}
-
-/// Task ids seen submitted and accepted, as bitsets indexed by id.
-#[derive(Default)]
-pub struct Ledger {
-    submitted: Vec<u64>,
-    accepted: Vec<u64>,
-    /// Accepted answers for a task already accepted: must stay 0.
-    pub twice: u64,
-}
-
-impl Ledger {
-    fn set(bits: &mut Vec<u64>, id: u64) -> bool {
-        let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
-        }
-        let was = bits[word] & bit != 0;
-        bits[word] |= bit;
-        was
-    }
-
-    /// Records an acknowledged submit.
-    pub fn submitted(&mut self, id: u64) {
-        Ledger::set(&mut self.submitted, id);
-    }
-
-    /// Records an `Accepted` completion.
-    pub fn accepted(&mut self, id: u64) {
-        if Ledger::set(&mut self.accepted, id) {
-            self.twice += 1;
-        }
-    }
-
-    /// Submitted tasks not (yet) accepted.
-    pub fn pending(&self) -> u64 {
-        let accepted = |i: usize| self.accepted.get(i).copied().unwrap_or(0);
-        self.submitted.iter().enumerate().map(|(i, s)| (s & !accepted(i)).count_ones() as u64).sum()
-    }
-
-    /// Accepted completions of distinct tasks.
-    pub fn accepted_count(&self) -> u64 {
-        self.accepted.iter().map(|w| w.count_ones() as u64).sum()
-    }
-}
-
 /// A lease batch in hand: the tasks, their lease, and when they were asked for.
 type InHand = (Vec<LeasedTask>, Duration, Instant);
 
@@ -238,17 +180,6 @@ pub async fn drain_loop(
     (req_hist, done_hist)
 }
 
-/// Counts an accepted completion (and the first one after the kill in W3).
-fn accepted(shared: &Shared, lease: Lease, requested: Instant, at: Instant) {
-    let _ = shared.wanted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
-    shared.ledger.lock().accepted(lease.task.0);
-    *shared.last_accept.lock() = Some(at);
-    let killed = *shared.killed_at.lock();
-    if killed.is_some_and(|k| requested > k) {
-        shared.first_after_kill.lock().get_or_insert(at);
-    }
-}
-
 /// Runs `call` until it is answered, retrying every 100 ms (each failure
 /// counted) until `give_up`; returns when the answered attempt was sent,
 /// when its answer came, and the answer.
@@ -288,9 +219,7 @@ async fn complete(
 ) -> Option<u64> {
     let (sent, at, outcome) =
         until_answered(give_up, shared, || client.complete(lease, worker, b"ok".to_vec())).await?;
-    if outcome == LeaseOutcome::Accepted {
-        accepted(shared, lease, requested, at);
-    }
+    shared.answered(lease, outcome, requested, at);
     Some((at - sent).as_micros() as u64)
 }
 
@@ -312,9 +241,7 @@ async fn complete_all(
     })
     .await?;
     for (lease, outcome) in leases.iter().zip(outcomes) {
-        if outcome == LeaseOutcome::Accepted {
-            accepted(shared, *lease, requested, at);
-        }
+        shared.answered(*lease, outcome, requested, at);
     }
     let in_hand = match assignment {
         Assignment::Leased { tasks, lease_timeout_ms } => {
@@ -407,9 +334,10 @@ pub async fn drain(
     }
     let elections = after.term - before.term;
     let failed = shared.failed_completes.load(Ordering::Relaxed);
+    let duplicates = shared.duplicate_answers.load(Ordering::Relaxed);
     let accepted_twice = shared.ledger.lock().twice;
     let name = if kill_at.is_some() { "w3" } else { "w2" };
-    let mut details = format!("{completed} completed, {lost} lost, {twice} delivered twice, {failed} failed completes, {elections} term changes");
+    let mut details = format!("{completed} completed, {lost} lost, {twice} delivered twice, {failed} failed completes, {duplicates} answered duplicate, {elections} term changes");
     if kill_at.is_some() {
         details += &format!(
             "; unavailable {} ms, new leader seen {} ms, rejoin {} ms",
@@ -426,7 +354,7 @@ pub async fn drain(
             "complete_p50_us": done_hist.value_at_quantile(0.5), "complete_p99_us": done_hist.value_at_quantile(0.99),
             "request_p50_us": req_hist.value_at_quantile(0.5), "request_p99_us": req_hist.value_at_quantile(0.99),
             "completed": completed, "lost": lost, "delivered_twice": twice, "failed_completes": failed,
-            "term_changes": elections, "accepted_twice": accepted_twice, "failover": failover }),
+            "duplicate_answers": duplicates, "term_changes": elections, "accepted_twice": accepted_twice, "failover": failover }),
         failed_check,
     })
 }
