@@ -179,6 +179,11 @@ impl Table {
         self.tasks.values()
     }
 
+    /// Tasks with an id in `ids`, in id order.
+    pub fn tasks_in(&self, ids: std::ops::Range<TaskId>) -> impl Iterator<Item = &Task> {
+        self.tasks.range(ids).map(|(_, t)| t)
+    }
+
     /// Tasks with an id above `after`, in id order.
     pub fn tasks_after(&self, after: TaskId) -> impl Iterator<Item = &Task> {
         self.tasks

@@ -3,7 +3,7 @@
 //! A node's data dir holds
 //! - `wal/`: the Raft log, the vote and the purge point (see [`wal`]);
 //! - sled's files, two trees: `meta` (cluster name, storage format) and
-//!   `table`: one row per task plus the applied log id, the membership and
+//!   `table`: the tasks (many to a row) plus the applied log id, the membership and
 //!   the push worker registry, so that one `sled::Batch` updates the state
 //!   machine atomically;
 //! - `snapshot.bin`, the current snapshot (see [`snapshot`]).
@@ -40,7 +40,12 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// 2: task rows gained scheduling, retry, cancel and aging fields (a data
 /// dir from before has no marker and counts as 1).
 /// 3: the Raft log moved out of sled into `wal/`.
-pub const FORMAT: u32 = 3;
+/// 4: tasks stored many to a row (`state_machine::TASKS_PER_ROW`).
+pub const FORMAT: u32 = 4;
+
+/// The older format this build opens: its one-task rows are rewritten in
+/// rows of many at open, then the marker says [`FORMAT`].
+const UPGRADES_FROM: u32 = 3;
 
 pub use log::{LogStore, MAX_REPLICATION_READ_BYTES};
 pub use snapshot::{decode_image, parse_snapshot, Image, SNAPSHOT_FILE};
@@ -77,7 +82,7 @@ pub fn open(
     cluster_name: &str,
     metrics: Arc<Metrics>,
 ) -> Result<(LogStore, StateMachine), OpenError> {
-    let db = open_db(dir, cluster_name)?;
+    let (db, upgrade) = open_db(dir, cluster_name)?;
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     let wal = wal::Wal::open(&dir.join(WAL_DIR), metrics.clone())
@@ -96,11 +101,20 @@ pub fn open(
         let what = format!("its table is at {at}, but the log starts after index {}: the table lost writes the log cannot replay (its file damaged or cut short)", purged.index);
         return Err(OpenError::Corrupt { dir: shown, what });
     }
+    if upgrade {
+        // The table holds its rows in the new layout now (the state
+        // machine rewrote them and flushed): only then the marker.
+        let meta = db.open_tree("meta").map_err(sled_err)?;
+        meta.insert("format", &FORMAT.to_be_bytes()).map_err(sled_err)?;
+        db.flush().map_err(sled_err)?;
+        tracing::info!(from = UPGRADES_FROM, to = FORMAT, "data dir upgraded");
+    }
     Ok((log, sm))
 }
 
-/// Opens (or creates) the sled Db in `dir`, refusing another cluster's.
-fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
+/// Opens (or creates) the sled Db in `dir`, refusing another cluster's;
+/// says whether its format is [`UPGRADES_FROM`].
+fn open_db(dir: &Path, cluster_name: &str) -> Result<(sled::Db, bool), OpenError> {
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     // The table lives in memory anyway; a small page cache keeps RSS down.
@@ -124,9 +138,10 @@ fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
                 Some(v) => v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0),
                 None => 1,
             };
-            if found != FORMAT {
+            if found != FORMAT && found != UPGRADES_FROM {
                 return Err(OpenError::Format { dir: shown, found });
             }
+            return Ok((db, found == UPGRADES_FROM));
         }
         None => {
             // One batch: a crash cannot leave a name without a format.
@@ -137,7 +152,7 @@ fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
             db.flush().map_err(sled_err)?;
         }
     }
-    Ok(db)
+    Ok((db, false))
 }
 
 /// Encodes a stored value. Encoding our own types into memory cannot fail.

@@ -47,17 +47,20 @@ mod snapshots;
 mod writer;
 
 pub(super) use rows::table_batch;
+pub use rows::TASKS_PER_ROW;
 use rows::{
-    replacing_batch, Dirty, LAST_APPLIED, MEMBERSHIP, NEXT_ID, PUSH_WORKERS, QUEUES, ROW_PREFIX,
+    replacing_batch, row_of, Dirty, LAST_APPLIED, MEMBERSHIP, NEXT_ID, ONE_TASK_PREFIX,
+    PUSH_WORKERS, QUEUES, ROW_PREFIX,
 };
 pub use snapshots::SnapshotBuilder;
 use writer::TableWriter;
 
 /// Changed rows are written to the table tree at least this often...
 const WRITE_EVERY: Duration = Duration::from_millis(50);
-/// ...and as soon as this many are waiting (large batches cost sled far
-/// more memory than the same rows written in small ones).
-const WRITE_ROWS: usize = 256;
+/// ...and as soon as this many rows are waiting (up to 256 tasks: large
+/// batches cost sled far more memory than the same rows written in small
+/// ones).
+const WRITE_ROWS: usize = 8;
 /// The table tree is flushed at least this often while entries apply:
 /// sled holds what it has not flushed in memory.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -125,7 +128,15 @@ impl StateMachine {
         let mut rows = Vec::new();
         for kv in tree.scan_prefix([ROW_PREFIX]) {
             let (_, v) = kv.map_err(|e| e.to_string())?;
+            rows.extend(decode::<Vec<Task>>(&v).map_err(|e| format!("task row: {e}"))?);
+        }
+        // Storage format 3 kept one task per row: read them, and rewrite the
+        // table in rows of many below.
+        let mut regroup = false;
+        for kv in tree.scan_prefix([ONE_TASK_PREFIX]) {
+            let (_, v) = kv.map_err(|e| e.to_string())?;
             rows.push(decode::<Task>(&v).map_err(|e| format!("task row: {e}"))?);
+            regroup = true;
         }
         let get = |k: &[u8]| tree.get(k).map_err(|e| e.to_string());
         let last_applied = match get(LAST_APPLIED)? {
@@ -169,6 +180,16 @@ impl StateMachine {
                 tree.flush().map_err(|e| e.to_string())?;
                 (last_applied, membership) = (meta.last_log_id, meta.last_membership);
             }
+        }
+        if regroup {
+            let batch = replacing_batch(&tree, &table, last_applied, &membership)
+                .map_err(|e| e.to_string())?;
+            tree.apply_batch(batch).map_err(|e| e.to_string())?;
+            tree.flush().map_err(|e| e.to_string())?;
+            tracing::info!(
+                tasks = table.tasks().count(),
+                "task rows of storage format 3 rewritten in rows of {TASKS_PER_ROW}"
+            );
         }
         let index = last_applied.map_or(0, |l: LogId<NodeId>| l.index);
         let cover = CoverSender::new(last_applied.map(|l| l.index));
@@ -318,7 +339,7 @@ impl StateMachine {
             // snapshot flushes the table before openraft may purge the log up
             // to it.
             let mut dirty = self.dirty.lock();
-            dirty.rows.extend(touched);
+            dirty.rows.extend(touched.into_iter().map(row_of));
             dirty.membership |= membership_changed;
             dirty.registry |= registry_changed;
             dirty.queues |= queues_changed;

@@ -39,8 +39,8 @@ fn corrupt_task_row_is_detected_at_open() {
         let meta = db.open_tree("meta").unwrap();
         meta.insert("cluster_name", "c").unwrap();
         meta.insert("format", &super::FORMAT.to_be_bytes()).unwrap();
-        let mut key = vec![b't'];
-        key.extend(1u64.to_be_bytes());
+        let mut key = vec![b'g'];
+        key.extend(0u64.to_be_bytes());
         db.open_tree("table").unwrap().insert(key, &b"\xff\xff not a task"[..]).unwrap();
         db.flush().unwrap();
     }
@@ -92,7 +92,61 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
     }
     let err = refused(dir.path(), "c");
     let text = err.to_string();
-    assert!(text.contains("storage format 1") && text.contains("reads format 3"), "{text}");
+    assert!(text.contains("storage format 1") && text.contains("reads format 4"), "{text}");
+}
+
+/// Format 3 kept one task per row under `t`; format 4 keeps many under `g`.
+/// A format-3 dir opens with every task, and leaves rows of many and the
+/// new marker behind, also after a crash that cut the upgrade short.
+#[test]
+fn a_format_3_data_dir_is_regrouped_at_open_with_every_task() {
+    use taskraft_core::{Command, NewTask, Table, Task};
+
+    let mut table = Table::default();
+    let tasks =
+        (0..70u8).map(|i| NewTask { data: vec![i; 64], max_attempts: 1, ..NewTask::default() });
+    table.apply(Command::Submit { tasks: tasks.collect(), now_ms: 1 });
+    let written: Vec<Task> = table.tasks().cloned().collect();
+    let dir = tempfile::tempdir().unwrap();
+    drop(super::open(dir.path(), "c", metrics()).unwrap());
+    let raw = |f: &dyn Fn(&sled::Db)| {
+        let db = after_lock(|| sled::open(dir.path())).unwrap();
+        f(&db);
+        db.flush().unwrap();
+    };
+    let one_task_rows = |db: &sled::Db| {
+        db.open_tree("meta").unwrap().insert("format", &3u32.to_be_bytes()).unwrap();
+        let rows = db.open_tree("table").unwrap();
+        for task in &written {
+            let mut key = vec![b't'];
+            key.extend(task.id.0.to_be_bytes());
+            rows.insert(key, super::encode(task)).unwrap();
+        }
+        rows.insert("m:next_id", super::encode(&70u64)).unwrap();
+    };
+    raw(&one_task_rows);
+    for round in 0..2 {
+        let (_, sm) = after_lock(|| super::open(dir.path(), "c", metrics())).unwrap();
+        let read: Vec<Task> = sm.applied().read().table.tasks().cloned().collect();
+        assert_eq!(read, written, "round {round}");
+        drop(sm);
+        raw(&|db| {
+            let rows = db.open_tree("table").unwrap();
+            let prefixes: Vec<u8> = rows.iter().keys().map(|k| k.unwrap()[0]).collect();
+            assert_eq!(prefixes.iter().filter(|p| **p == b't').count(), 0, "round {round}");
+            // Ids 1..=70 in rows of 32: rows 0, 1 and 2.
+            assert_eq!(prefixes.iter().filter(|p| **p == b'g').count(), 3, "round {round}");
+            let format = db.open_tree("meta").unwrap().get("format").unwrap().unwrap();
+            assert_eq!(format.as_ref(), super::FORMAT.to_be_bytes(), "round {round}");
+        });
+    }
+    // Rows rewritten but the marker still 3 (a crash between the two):
+    // the rows of many read the same, and the marker moves on.
+    raw(&|db| {
+        db.open_tree("meta").unwrap().insert("format", &3u32.to_be_bytes()).unwrap();
+    });
+    let (_, sm) = after_lock(|| super::open(dir.path(), "c", metrics())).unwrap();
+    assert_eq!(sm.applied().read().table.tasks().count(), 70);
 }
 
 #[test]
