@@ -19,11 +19,20 @@ impl StateMachine {
             let mut dirty = dirty.lock();
             let written = writer.write_blocking(dirty.batch(&a));
             drop(dirty);
-            (a.last_applied, a.membership.clone(), encode_image(&a.table), written)
+            let queued = started.elapsed();
+            let image = encode_image(&a.table);
+            (a.last_applied, a.membership.clone(), image, written, queued)
         })
         .await
         .expect("snapshot encoding does not panic");
-        let (last_applied, membership, data, written) = encoded;
+        let (last_applied, membership, data, written, queued) = encoded;
+        tracing::info!(
+            index = last_applied.map_or(0, |l| l.index),
+            bytes = data.len(),
+            queued_ms = queued.as_millis() as u64,
+            encoded_ms = started.elapsed().as_millis() as u64,
+            "snapshot image encoded; applies waited meanwhile"
+        );
         SnapshotBuilder {
             last_applied,
             membership,
