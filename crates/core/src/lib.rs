@@ -42,7 +42,7 @@ mod task;
 
 pub use command::{Command, NewTask, Outcome, PushWorker, Response, Submitted};
 pub use table::{
-    Counts, Page, PageLimits, QueueChange, QueueSettings, QueueStatus, Table, ANY_QUEUE,
+    Counts, Page, PageLimits, QueueChange, QueueSettings, QueueStatus, RowsNow, Table, ANY_QUEUE,
     DEFAULT_QUEUE, MAX_WAKE,
 };
 pub use task::{Attempt, Lease, Status, Task, TaskId, WorkerId};

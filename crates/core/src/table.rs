@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,10 +19,12 @@ use crate::task::{Attempt, Lease, Status, Task, TaskId, WorkerId};
 pub const MAX_WAKE: usize = 2000;
 
 /// The task table. Rows live in `tasks`; everything else is an index derived
-/// from them and rebuilt by [`Table::from_parts`].
+/// from them and rebuilt by [`Table::from_parts`]. Each row is shared
+/// ([`Arc`]) so that [`Table::rows_now`] can hand out the rows of a moment
+/// without copying them; a row shared that way is copied when it changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
-    tasks: BTreeMap<TaskId, Task>,
+    tasks: BTreeMap<TaskId, Arc<Task>>,
     keys: BTreeMap<String, TaskId>,
     /// Idle tasks per queue, in the orders they are handed out ([`queues`]).
     ready: BTreeMap<String, Ready>,
@@ -93,7 +96,7 @@ impl Table {
                 table.keys.insert(key.clone(), task.id);
             }
             table.index(&task);
-            table.tasks.insert(task.id, task);
+            table.tasks.insert(task.id, Arc::new(task));
         }
         table
     }
@@ -171,24 +174,24 @@ impl Table {
 
     /// One task by id.
     pub fn get(&self, id: TaskId) -> Option<&Task> {
-        self.tasks.get(&id)
+        self.tasks.get(&id).map(Arc::as_ref)
     }
 
     /// All tasks in id order.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.values()
+        self.tasks.values().map(Arc::as_ref)
     }
 
     /// Tasks with an id in `ids`, in id order.
     pub fn tasks_in(&self, ids: std::ops::Range<TaskId>) -> impl Iterator<Item = &Task> {
-        self.tasks.range(ids).map(|(_, t)| t)
+        self.tasks.range(ids).map(|(_, t)| t.as_ref())
     }
 
     /// Tasks with an id above `after`, in id order.
     pub fn tasks_after(&self, after: TaskId) -> impl Iterator<Item = &Task> {
         self.tasks
             .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            .map(|(_, t)| t)
+            .map(|(_, t)| t.as_ref())
     }
 
     /// The highest task id ever given out; the next submit gets the one after.
@@ -199,7 +202,7 @@ impl Table {
     /// Finished tasks (completed, dead or cancelled), the most recently
     /// finished first.
     pub fn finished_newest_first(&self) -> impl Iterator<Item = &Task> + '_ {
-        self.finished.iter().rev().filter_map(|(_, id)| self.tasks.get(id))
+        self.finished.iter().rev().filter_map(|(_, id)| self.get(*id))
     }
 
     /// When the longest-finished task still in the table finished (ms), if any.
@@ -282,7 +285,7 @@ impl Table {
             cancelling: false,
         };
         self.index(&task);
-        self.tasks.insert(id, task);
+        self.tasks.insert(id, Arc::new(task));
         touched.insert(id);
         Submitted { id, created: true }
     }
@@ -304,7 +307,7 @@ impl Table {
                     t.worker = Some(worker.clone());
                     t.lease_start_ms = Some(now_ms);
                 });
-                self.tasks[&id].clone()
+                Task::clone(&self.tasks[&id])
             })
             .collect()
     }
@@ -407,7 +410,7 @@ impl Table {
     ) -> Vec<Lease> {
         let mut taken = Vec::new();
         for lease in leases {
-            if self.tasks.get(&lease.task).and_then(Task::lease) == Some(lease) {
+            if self.get(lease.task).and_then(Task::lease) == Some(lease) {
                 if self.tasks[&lease.task].cancelling {
                     self.end_cancelled(lease.task, now_ms, touched);
                 } else {
@@ -511,7 +514,7 @@ impl Table {
     fn update(&mut self, id: TaskId, touched: &mut BTreeSet<TaskId>, f: impl FnOnce(&mut Task)) {
         let mut task = self.tasks.remove(&id).expect("update of a task that exists");
         self.unindex(&task);
-        f(&mut task);
+        f(Arc::make_mut(&mut task));
         self.index(&task);
         self.tasks.insert(id, task);
         touched.insert(id);
@@ -601,9 +604,11 @@ impl Table {
 mod digest;
 mod page;
 mod queues;
+mod rows;
 pub use page::{Page, PageLimits};
 use queues::Ready;
 pub use queues::{QueueChange, QueueSettings, QueueStatus, ANY_QUEUE, DEFAULT_QUEUE};
+pub use rows::RowsNow;
 #[cfg(test)]
 mod page_tests;
 #[cfg(test)]

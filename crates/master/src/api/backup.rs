@@ -59,15 +59,19 @@ impl Api {
             let file = File::options().read(true).write(true).create_new(true).open(&path)?;
             // Unlinked at once: the open file is all the session needs.
             std::fs::remove_file(&path)?;
-            let a = applied.read();
-            let header = BackupHeader {
-                cluster,
-                taken_ms: now_ms(),
-                last_applied: a.last_applied.map(|l| l.index),
-                counts: a.table.counts(),
-                digest: a.table.digest(),
+            // The rows of this moment; applies go on while they are written.
+            let (header, rows) = {
+                let a = applied.read();
+                let header = BackupHeader {
+                    cluster,
+                    taken_ms: now_ms(),
+                    last_applied: a.last_applied.map(|l| l.index),
+                    counts: a.table.counts(),
+                    digest: a.table.digest(),
+                };
+                (header, a.table.rows_now())
             };
-            let (bytes, crc32) = write_backup(&header, &a.table, std::io::BufWriter::new(&file))?;
+            let (bytes, crc32) = write_backup(&header, &rows, std::io::BufWriter::new(&file))?;
             Ok::<_, std::io::Error>((file, bytes, crc32, header))
         })
         .await

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use openraft::{Entry, EntryPayload, LogId, Membership, StoredMembership};
 use serde::{Deserialize, Serialize};
-use taskraft_core::{Counts, Table};
+use taskraft_core::{Counts, RowsNow, Table};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 
 use super::snapshot::{decode_image, write_image};
@@ -87,11 +87,11 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
-/// Writes a backup of `table` to `out`, encoding rows as it goes; returns
+/// Writes a backup of `rows` to `out`, encoding them as it goes; returns
 /// the bytes written and their CRC-32 (the file's last four bytes).
 pub fn write_backup(
     header: &BackupHeader,
-    table: &Table,
+    rows: &RowsNow,
     out: impl Write,
 ) -> std::io::Result<(u64, u32)> {
     let mut w = Checksummed { inner: out, crc: crc32fast::Hasher::new(), bytes: 0 };
@@ -100,7 +100,7 @@ pub fn write_backup(
     let head = encode(header);
     w.write_all(&(head.len() as u64).to_le_bytes())?;
     w.write_all(&head)?;
-    write_image(table, &mut w).map_err(std::io::Error::other)?;
+    write_image(rows, &mut w).map_err(std::io::Error::other)?;
     let crc = w.crc.clone().finalize();
     w.inner.write_all(&crc.to_le_bytes())?;
     w.inner.flush()?;

@@ -18,7 +18,7 @@ use openraft::storage::{Snapshot, SnapshotMeta};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use taskraft_core::{PushWorker, QueueSettings, Table, Task};
+use taskraft_core::{PushWorker, QueueSettings, RowsNow, Table, Task};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 
 use super::{decode, encode};
@@ -49,19 +49,19 @@ impl Image {
     }
 }
 
-/// Encodes `table`'s image into memory without copying its rows.
-pub(super) fn encode_image(table: &Table) -> Vec<u8> {
+/// Encodes the image of `rows` into memory.
+pub(super) fn encode_image(rows: &RowsNow) -> Vec<u8> {
     let mut out = Vec::new();
-    write_image(table, &mut out).expect("bincode encodes in-memory values");
+    write_image(rows, &mut out).expect("bincode encodes in-memory values");
     out
 }
 
-/// Encodes `table`'s image into `out` as it goes (backups stream it to a
-/// file, so that a large table is never held twice in memory).
-pub(super) fn write_image(table: &Table, out: impl Write) -> bincode::Result<()> {
-    let rows: Vec<&Task> = table.tasks().collect();
-    let workers: Vec<&PushWorker> = table.push_workers().collect();
-    bincode::serialize_into(out, &(table.next_id(), rows, workers, table.queue_settings()))
+/// Encodes the image of `rows` into `out` as it goes (backups stream it to
+/// a file, so that a large table is never held twice in memory).
+pub(super) fn write_image(rows: &RowsNow, out: impl Write) -> bincode::Result<()> {
+    let tasks: Vec<&Task> = rows.tasks().collect();
+    let workers: Vec<&PushWorker> = rows.push_workers().collect();
+    bincode::serialize_into(out, &(rows.next_id(), tasks, workers, rows.queue_settings()))
 }
 
 /// Decodes an image. Never panics on malformed input.

@@ -30,7 +30,7 @@ use openraft::{
     StoredMembership,
 };
 use parking_lot::{RwLock, RwLockWriteGuard};
-use taskraft_core::{PushWorker, QueueSettings, Response, Table, Task};
+use taskraft_core::{PushWorker, QueueSettings, Response, RowsNow, Table, Task};
 use taskraft_proto::{NodeId, NodeInfo, TypeConfig};
 use tokio::sync::watch;
 

@@ -197,7 +197,7 @@ async fn a_purge_past_the_table_waits_for_the_snapshot_install() {
         last_membership: StoredMembership::default(),
         snapshot_id: format!("{index}-test"),
     };
-    let image = super::snapshot::encode_image(&taskraft_core::Table::default());
+    let image = super::snapshot::encode_image(&taskraft_core::Table::default().rows_now());
 
     let purge = tokio::spawn({
         let mut log = log.clone();
