@@ -1,11 +1,17 @@
 //! `taskraft master`: run one node until SIGINT or SIGTERM.
 
+use std::time::Duration;
+
 use anyhow::anyhow;
 use taskraft_master::{Node, NodeOptions};
 use taskraft_proto::ClusterConfig;
 
 use crate::args::MasterArgs;
 use crate::Failure;
+
+/// How long a master that stopped on a fatal error spends shutting down
+/// before it exits regardless.
+const FATAL_SHUTDOWN: Duration = Duration::from_secs(5);
 
 pub async fn run(args: MasterArgs) -> Result<(), Failure> {
     let config = ClusterConfig::load(&args.config).map_err(|e| Failure::Usage(e.into()))?;
@@ -32,10 +38,26 @@ pub async fn run(args: MasterArgs) -> Result<(), Failure> {
             // on answering; a supervisor restarts it once the cause is fixed
             // (a full disk freed), and it catches up from the leader.
             tracing::error!(%error, "raft stopped on a fatal error; this master exits");
+            exit_anyway_after(FATAL_SHUTDOWN);
             node.shutdown().await;
             return Err(Failure::Failed(anyhow!("raft stopped on a fatal error: {error}")));
         }
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// Exits the process with status 1 after `after`, whatever is still running.
+/// A storage that failed may never finish what a clean shutdown waits for:
+/// sled, after a write failed (a full disk), waits forever in the flush it
+/// runs when its last handle is dropped. Fail-stop must stop.
+fn exit_anyway_after(after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::error!(
+            ?after,
+            "the shutdown after a fatal error did not finish; exiting without it"
+        );
+        std::process::exit(1);
+    });
 }
