@@ -171,7 +171,7 @@ pub fn seed(
     for dir in dirs.values() {
         let shown = dir.display().to_string();
         let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
-        let (db, _) = open_db(dir, cluster_name)?;
+        let db = open_db(dir, cluster_name)?;
         let log = |source| OpenError::Log { dir: shown.clone(), source };
         let wal = Wal::open(&dir.join(WAL_DIR), Arc::new(Metrics::new(0))).map_err(log)?;
         let written = wal.write(Op::Entries(vec![Arc::new(entry.clone())]));

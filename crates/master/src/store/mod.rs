@@ -43,8 +43,8 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// 4: tasks stored many to a row (`state_machine::TASKS_PER_ROW`).
 pub const FORMAT: u32 = 4;
 
-/// The older format this build opens: its one-task rows are rewritten in
-/// rows of many at open, then the marker says [`FORMAT`].
+/// The older format this build opens: the marker moves to [`FORMAT`] at
+/// once, and the one-task rows are rewritten in rows of many.
 const UPGRADES_FROM: u32 = 3;
 
 pub use log::{LogStore, MAX_REPLICATION_READ_BYTES};
@@ -82,7 +82,7 @@ pub fn open(
     cluster_name: &str,
     metrics: Arc<Metrics>,
 ) -> Result<(LogStore, StateMachine), OpenError> {
-    let (db, upgrade) = open_db(dir, cluster_name)?;
+    let db = open_db(dir, cluster_name)?;
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     let wal = wal::Wal::open(&dir.join(WAL_DIR), metrics.clone())
@@ -101,20 +101,15 @@ pub fn open(
         let what = format!("its table is at {at}, but the log starts after index {}: the table lost writes the log cannot replay (its file damaged or cut short)", purged.index);
         return Err(OpenError::Corrupt { dir: shown, what });
     }
-    if upgrade {
-        // The table holds its rows in the new layout now (the state
-        // machine rewrote them and flushed): only then the marker.
-        let meta = db.open_tree("meta").map_err(sled_err)?;
-        meta.insert("format", &FORMAT.to_be_bytes()).map_err(sled_err)?;
-        db.flush().map_err(sled_err)?;
-        tracing::info!(from = UPGRADES_FROM, to = FORMAT, "data dir upgraded");
-    }
     Ok((log, sm))
 }
 
-/// Opens (or creates) the sled Db in `dir`, refusing another cluster's;
-/// says whether its format is [`UPGRADES_FROM`].
-fn open_db(dir: &Path, cluster_name: &str) -> Result<(sled::Db, bool), OpenError> {
+/// Opens (or creates) the sled Db in `dir`, refusing another cluster's.
+/// A dir of format [`UPGRADES_FROM`] is marked [`FORMAT`] first: this build
+/// reads its one-task rows whatever the marker says and rewrites them (in
+/// `StateMachine::open`), while an older build, which would read the rows
+/// of many as no rows at all, refuses it from now on.
+fn open_db(dir: &Path, cluster_name: &str) -> Result<sled::Db, OpenError> {
     let shown = dir.display().to_string();
     let sled_err = |source| OpenError::Sled { dir: shown.clone(), source };
     // The table lives in memory anyway; a small page cache keeps RSS down.
@@ -141,7 +136,15 @@ fn open_db(dir: &Path, cluster_name: &str) -> Result<(sled::Db, bool), OpenError
             if found != FORMAT && found != UPGRADES_FROM {
                 return Err(OpenError::Format { dir: shown, found });
             }
-            return Ok((db, found == UPGRADES_FROM));
+            if found == UPGRADES_FROM {
+                meta.insert("format", &FORMAT.to_be_bytes()).map_err(sled_err)?;
+                db.flush().map_err(sled_err)?;
+                tracing::info!(
+                    from = UPGRADES_FROM,
+                    to = FORMAT,
+                    "data dir marked with the new storage format"
+                );
+            }
         }
         None => {
             // One batch: a crash cannot leave a name without a format.
@@ -152,7 +155,7 @@ fn open_db(dir: &Path, cluster_name: &str) -> Result<(sled::Db, bool), OpenError
             db.flush().map_err(sled_err)?;
         }
     }
-    Ok((db, false))
+    Ok(db)
 }
 
 /// Encodes a stored value. Encoding our own types into memory cannot fail.

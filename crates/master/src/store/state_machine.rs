@@ -179,6 +179,8 @@ impl StateMachine {
                 tree.apply_batch(batch).map_err(|e| e.to_string())?;
                 tree.flush().map_err(|e| e.to_string())?;
                 (last_applied, membership) = (meta.last_log_id, meta.last_membership);
+                // That batch replaced every row, one-task rows included.
+                regroup = false;
             }
         }
         if regroup {

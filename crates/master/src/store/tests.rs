@@ -31,21 +31,28 @@ fn data_dir_of_another_cluster_is_refused() {
     assert!(err.to_string().contains("belongs to cluster \"alpha\""), "{err}");
 }
 
-#[test]
-fn corrupt_task_row_is_detected_at_open() {
+/// A data dir of cluster "c" marked `format`, with a row under `prefix`
+/// that is not a task: refused at open as damaged. Returns the dir.
+fn refused_with_a_damaged_row(prefix: u8, format: u32) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
         let meta = db.open_tree("meta").unwrap();
         meta.insert("cluster_name", "c").unwrap();
-        meta.insert("format", &super::FORMAT.to_be_bytes()).unwrap();
-        let mut key = vec![b'g'];
-        key.extend(0u64.to_be_bytes());
+        meta.insert("format", &format.to_be_bytes()).unwrap();
+        let mut key = vec![prefix];
+        key.extend(1u64.to_be_bytes());
         db.open_tree("table").unwrap().insert(key, &b"\xff\xff not a task"[..]).unwrap();
         db.flush().unwrap();
     }
     let err = refused(dir.path(), "c");
     assert!(err.to_string().contains("is damaged: task row"), "{err}");
+    dir
+}
+
+#[test]
+fn corrupt_task_row_is_detected_at_open() {
+    refused_with_a_damaged_row(b'g', super::FORMAT);
 }
 
 #[test]
@@ -97,7 +104,8 @@ fn a_data_dir_of_another_storage_format_is_refused_with_a_clear_error() {
 
 /// Format 3 kept one task per row under `t`; format 4 keeps many under `g`.
 /// A format-3 dir opens with every task, and leaves rows of many and the
-/// new marker behind, also after a crash that cut the upgrade short.
+/// new marker behind; so does a dir whose upgrade a crash cut short after
+/// the marker (one-task rows under format 4).
 #[test]
 fn a_format_3_data_dir_is_regrouped_at_open_with_every_task() {
     use taskraft_core::{Command, NewTask, Table, Task};
@@ -114,39 +122,55 @@ fn a_format_3_data_dir_is_regrouped_at_open_with_every_task() {
         f(&db);
         db.flush().unwrap();
     };
-    let one_task_rows = |db: &sled::Db| {
-        db.open_tree("meta").unwrap().insert("format", &3u32.to_be_bytes()).unwrap();
-        let rows = db.open_tree("table").unwrap();
-        for task in &written {
-            let mut key = vec![b't'];
-            key.extend(task.id.0.to_be_bytes());
-            rows.insert(key, super::encode(task)).unwrap();
+    let written = &written;
+    let one_task_rows = |format: u32| {
+        move |db: &sled::Db| {
+            db.open_tree("meta").unwrap().insert("format", &format.to_be_bytes()).unwrap();
+            let rows = db.open_tree("table").unwrap();
+            rows.clear().unwrap();
+            for task in written {
+                let mut key = vec![b't'];
+                key.extend(task.id.0.to_be_bytes());
+                rows.insert(key, super::encode(task)).unwrap();
+            }
+            rows.insert("m:next_id", super::encode(&70u64)).unwrap();
         }
-        rows.insert("m:next_id", super::encode(&70u64)).unwrap();
     };
-    raw(&one_task_rows);
-    for round in 0..2 {
+    let opens_regrouped = |case: &str| {
         let (_, sm) = after_lock(|| super::open(dir.path(), "c", metrics())).unwrap();
         let read: Vec<Task> = sm.applied().read().table.tasks().cloned().collect();
-        assert_eq!(read, written, "round {round}");
+        assert_eq!(&read, written, "{case}");
         drop(sm);
         raw(&|db| {
             let rows = db.open_tree("table").unwrap();
             let prefixes: Vec<u8> = rows.iter().keys().map(|k| k.unwrap()[0]).collect();
-            assert_eq!(prefixes.iter().filter(|p| **p == b't').count(), 0, "round {round}");
+            assert_eq!(prefixes.iter().filter(|p| **p == b't').count(), 0, "{case}");
             // Ids 1..=70 in rows of 32: rows 0, 1 and 2.
-            assert_eq!(prefixes.iter().filter(|p| **p == b'g').count(), 3, "round {round}");
+            assert_eq!(prefixes.iter().filter(|p| **p == b'g').count(), 3, "{case}");
             let format = db.open_tree("meta").unwrap().get("format").unwrap().unwrap();
-            assert_eq!(format.as_ref(), super::FORMAT.to_be_bytes(), "round {round}");
+            assert_eq!(format.as_ref(), super::FORMAT.to_be_bytes(), "{case}");
         });
-    }
-    // Rows rewritten but the marker still 3 (a crash between the two):
-    // the rows of many read the same, and the marker moves on.
+    };
+    raw(&one_task_rows(3));
+    opens_regrouped("format 3");
+    opens_regrouped("reopened");
+    raw(&one_task_rows(super::FORMAT));
+    opens_regrouped("marked 4, rows not yet rewritten");
     raw(&|db| {
         db.open_tree("meta").unwrap().insert("format", &3u32.to_be_bytes()).unwrap();
     });
-    let (_, sm) = after_lock(|| super::open(dir.path(), "c", metrics())).unwrap();
-    assert_eq!(sm.applied().read().table.tasks().count(), 70);
+    opens_regrouped("rows of many marked 3");
+}
+
+/// The marker moves before anything else can fail: a format-3 dir this
+/// build refuses (here a damaged row) is not left for an older build, which
+/// would read rows of many as no rows at all, to open as format 3.
+#[test]
+fn a_format_3_dir_is_marked_4_before_its_rows_are_read() {
+    let dir = refused_with_a_damaged_row(b't', 3);
+    let db = after_lock(|| sled::open(dir.path())).unwrap();
+    let format = db.open_tree("meta").unwrap().get("format").unwrap().unwrap();
+    assert_eq!(format.as_ref(), super::FORMAT.to_be_bytes());
 }
 
 #[test]

@@ -93,7 +93,8 @@ impl Ledger {
 
     /// Submitted tasks not (yet) recorded completed.
     pub fn pending(&self) -> u64 {
-        self.pending_ids().count() as u64
+        let accepted = |i: usize| self.accepted.get(i).copied().unwrap_or(0);
+        self.submitted.iter().enumerate().map(|(i, s)| (s & !accepted(i)).count_ones() as u64).sum()
     }
 
     /// The ids of submitted tasks not (yet) recorded completed.

@@ -58,8 +58,10 @@ impl Dirty {
         let mut batch = sled::Batch::default();
         for row in std::mem::take(&mut self.rows) {
             let first = row * TASKS_PER_ROW;
-            let tasks: Vec<&Task> =
-                a.table.tasks_in(TaskId(first)..TaskId(first + TASKS_PER_ROW)).collect();
+            let tasks: Vec<&Task> = a
+                .table
+                .tasks_in(TaskId(first)..TaskId(first.saturating_add(TASKS_PER_ROW)))
+                .collect();
             if tasks.is_empty() {
                 batch.remove(&row_key(row));
             } else {

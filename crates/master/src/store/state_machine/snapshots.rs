@@ -17,20 +17,22 @@ impl StateMachine {
             (self.applied.clone(), self.dirty.clone(), self.writer.clone());
         let taken = tokio::task::spawn_blocking(move || {
             let a = applied.read();
+            let locked = Instant::now();
             // The tree catches up with the image; the builder flushes it.
             let mut dirty = dirty.lock();
             let written = writer.write_blocking(dirty.batch(&a));
             drop(dirty);
-            (a.last_applied, a.membership.clone(), a.table.rows_now(), written)
+            let rows = a.table.rows_now();
+            (a.last_applied, a.membership.clone(), rows, written, locked.elapsed())
         })
         .await
         .expect("taking the rows does not panic");
-        let (last_applied, membership, rows, written) = taken;
+        let (last_applied, membership, rows, written, held_up) = taken;
         SnapshotBuilder {
             last_applied,
             membership,
             rows: Some(rows),
-            held_up: started.elapsed(),
+            held_up,
             unwritten: written.err(),
             path: self.snapshot_path.clone(),
             writer: self.writer.clone(),

@@ -5,7 +5,7 @@
 //! splits and copies, its page cache): in W1 with 64 producers it was a
 //! sixth of the leader's samples, on the one thread that also runs Raft,
 //! the connections and the log's fsync. The batches come every 50 ms or
-//! 256 rows, not per entry, so handing them to another thread costs a few
+//! 8 rows (up to 256 tasks), not per entry, so handing them to another thread costs a few
 //! wake-ups a second. An apply waits only for room in the queue, never for
 //! a batch: the log holds every entry until the table is flushed, and a
 //! snapshot or install waits with [`TableWriter::flush`] for every batch
