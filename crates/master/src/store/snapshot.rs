@@ -57,7 +57,7 @@ fn image_of(rows: &RowsNow) -> ImageRef<'_> {
 }
 
 /// Encodes the image of `rows` into memory, in a buffer of the exact size:
-/// grown by doubling, the buffer of a 160 MB image (a million tasks) held
+/// grown by doubling, the buffer of a 161 MB image (a million tasks) held
 /// up to twice that at its last copy.
 pub(super) fn encode_image(rows: &RowsNow) -> Vec<u8> {
     let image = image_of(rows);
