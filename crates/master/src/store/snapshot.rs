@@ -15,6 +15,7 @@ use std::io::{Cursor, Write};
 use std::path::Path;
 
 use openraft::storage::{Snapshot, SnapshotMeta};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -25,6 +26,9 @@ use super::{decode, encode};
 
 /// The snapshot file's name inside the data dir.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// The largest snapshot meta read back (a membership of a few nodes is
+/// well under a KiB).
+const MAX_META: usize = 1 << 20;
 /// Bytes of the snapshot file written between two fsyncs.
 const SNAPSHOT_SYNC_CHUNK: usize = 8 << 20;
 
@@ -78,7 +82,43 @@ pub fn decode_image(data: &[u8]) -> Result<Image, String> {
     decode(data).map_err(|e| format!("rows: {e}"))
 }
 
-pub(super) fn write_snapshot_file(
+/// Writes the snapshot file unless it already holds a snapshot at least as
+/// new; returns whether it wrote. openraft builds a snapshot in its own task
+/// while later entries apply, so a build that began before an install
+/// from the leader can finish after it: its older image must not replace
+/// the installed one. `lock` serializes this node's writes of the file
+/// (they also share its temporary file).
+pub(super) fn write_newest_snapshot_file(
+    lock: &Mutex<()>,
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, NodeInfo>,
+    data: &[u8],
+) -> std::io::Result<bool> {
+    let _writing = lock.lock();
+    if let Some(held) = read_snapshot_meta(path) {
+        if held.last_log_id >= meta.last_log_id {
+            tracing::info!(held = ?held.last_log_id, this = ?meta.last_log_id, "the snapshot file already holds a snapshot as new; kept");
+            return Ok(false);
+        }
+    }
+    write_snapshot_file(path, meta, data)?;
+    Ok(true)
+}
+
+/// The meta of the snapshot file, if it is there and readable (a file that
+/// is not is replaced, and refused at the next start if it stays).
+fn read_snapshot_meta(path: &Path) -> Option<SnapshotMeta<NodeId, NodeInfo>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut header = [0u8; 8];
+    file.read_exact(&mut header).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(header)).ok().filter(|l| *l <= MAX_META)?;
+    let mut meta = vec![0; len];
+    file.read_exact(&mut meta).ok()?;
+    decode(&meta).ok()
+}
+
+fn write_snapshot_file(
     path: &Path,
     meta: &SnapshotMeta<NodeId, NodeInfo>,
     data: &[u8],

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use super::cover::{CoverSender, CoverWatch};
 use super::decode;
 use super::snapshot::{
-    decode_image, encode_image, read_snapshot_file, write_snapshot_file, SNAPSHOT_FILE,
+    decode_image, encode_image, read_snapshot_file, write_newest_snapshot_file, SNAPSHOT_FILE,
 };
 use crate::metrics::events::{observe, Probe};
 use crate::metrics::{since, Metrics};
@@ -106,6 +106,8 @@ pub struct StateMachine {
     /// Writes the changed rows to `tree`, off the runtime's thread.
     writer: Arc<TableWriter>,
     snapshot_path: PathBuf,
+    /// Held while the snapshot file is written (a build and an install may overlap).
+    snapshot_writing: Arc<parking_lot::Mutex<()>>,
     applied: Arc<RwLock<Applied>>,
     /// Changes not yet in the tree; locked after `applied`, never before.
     dirty: Arc<parking_lot::Mutex<Dirty>>,
@@ -202,6 +204,7 @@ impl StateMachine {
             writer: Arc::new(writer),
             tree,
             snapshot_path,
+            snapshot_writing: Arc::default(),
             applied: Arc::new(RwLock::new(applied)),
             dirty: Arc::default(),
             applied_index: Arc::new(watch::channel(index).0),

@@ -246,3 +246,49 @@ async fn a_purge_past_the_table_waits_for_the_snapshot_install() {
     assert!(failed.is_err(), "a purge waiting for a failed install fails");
     assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(at(5)));
 }
+
+/// openraft builds a snapshot in its own task while later entries apply: a
+/// build that began before an install from the leader and ends after it
+/// leaves the installed (newer) snapshot file in place; a newer build
+/// replaces it.
+#[tokio::test]
+async fn a_build_older_than_an_install_keeps_the_installed_snapshot_file() {
+    use std::io::Cursor;
+
+    use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, SnapshotMeta};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, StoredMembership};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = super::open(dir.path(), "c", metrics()).unwrap();
+    let at = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+    let blanks = |from: u64, to: u64| {
+        (from..=to)
+            .map(|i| Entry::<TypeConfig> { log_id: at(i), payload: EntryPayload::Blank })
+            .collect::<Vec<_>>()
+    };
+    let on_file = || {
+        let bytes = std::fs::read(dir.path().join(super::SNAPSHOT_FILE)).unwrap();
+        super::parse_snapshot(&bytes).unwrap().0.last_log_id
+    };
+    sm.apply(blanks(1, 5)).await.unwrap();
+    let mut older = sm.get_snapshot_builder().await;
+    let meta = SnapshotMeta {
+        last_log_id: Some(at(10)),
+        last_membership: StoredMembership::default(),
+        snapshot_id: "10-test".into(),
+    };
+    let image = super::snapshot::encode_image(&taskraft_core::Table::default().rows_now());
+    sm.install_snapshot(&meta, Box::new(Cursor::new(image))).await.unwrap();
+    assert_eq!(on_file(), Some(at(10)));
+    let built = older.build_snapshot().await.unwrap();
+    assert_eq!(
+        built.meta.last_log_id,
+        Some(at(5)),
+        "openraft still gets the snapshot it asked for"
+    );
+    assert_eq!(on_file(), Some(at(10)), "the installed, newer file is kept");
+
+    sm.apply(blanks(11, 12)).await.unwrap();
+    sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(on_file(), Some(at(12)), "a newer build replaces it");
+}
