@@ -12,7 +12,8 @@
 //! or the new one and there is never more than one snapshot on disk.
 
 use std::io::{Cursor, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openraft::storage::{Snapshot, SnapshotMeta};
 use parking_lot::Mutex;
@@ -82,40 +83,63 @@ pub fn decode_image(data: &[u8]) -> Result<Image, String> {
     decode(data).map_err(|e| format!("rows: {e}"))
 }
 
-/// Writes the snapshot file unless it already holds a snapshot at least as
-/// new; returns whether it wrote. openraft builds a snapshot in its own task
-/// while later entries apply, so a build that began before an install
-/// from the leader can finish after it: its older image must not replace
-/// the installed one. `lock` serializes this node's writes of the file
-/// (they also share its temporary file).
-pub(super) fn write_newest_snapshot_file(
-    lock: &Mutex<()>,
-    path: &Path,
-    meta: &SnapshotMeta<NodeId, NodeInfo>,
-    data: &[u8],
-) -> std::io::Result<bool> {
-    let _writing = lock.lock();
-    if let Some(held) = read_snapshot_meta(path) {
-        if held.last_log_id >= meta.last_log_id {
-            tracing::info!(held = ?held.last_log_id, this = ?meta.last_log_id, "the snapshot file already holds a snapshot as new; kept");
-            return Ok(false);
-        }
-    }
-    write_snapshot_file(path, meta, data)?;
-    Ok(true)
+/// A node's snapshot file. Cheap to clone: clones share the lock that
+/// serializes its writes (a build and an install may overlap, and they
+/// share the temporary file).
+#[derive(Clone)]
+pub(super) struct SnapshotFile {
+    path: PathBuf,
+    writing: Arc<Mutex<()>>,
 }
 
-/// The meta of the snapshot file, if it is there and readable (a file that
-/// is not is replaced, and refused at the next start if it stays).
-fn read_snapshot_meta(path: &Path) -> Option<SnapshotMeta<NodeId, NodeInfo>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut header = [0u8; 8];
-    file.read_exact(&mut header).ok()?;
-    let len = usize::try_from(u64::from_le_bytes(header)).ok().filter(|l| *l <= MAX_META)?;
-    let mut meta = vec![0; len];
-    file.read_exact(&mut meta).ok()?;
-    decode(&meta).ok()
+impl SnapshotFile {
+    /// The snapshot file of the data dir `dir`.
+    pub fn in_dir(dir: &Path) -> SnapshotFile {
+        SnapshotFile { path: dir.join(SNAPSHOT_FILE), writing: Arc::default() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file, if there is one.
+    pub fn read(&self) -> Result<Option<Snapshot<TypeConfig>>, String> {
+        read_snapshot_file(&self.path)
+    }
+
+    /// Writes the file unless it already holds a snapshot at least as new.
+    /// openraft builds a snapshot in its own task while later entries apply,
+    /// so a build that began before an install from the leader can finish
+    /// after it: its older image must not replace the installed one.
+    pub fn write_newest(
+        &self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        data: &[u8],
+    ) -> std::io::Result<()> {
+        let _writing = self.writing.lock();
+        if let Some(held) = self.read_meta() {
+            if held.last_log_id >= meta.last_log_id {
+                tracing::info!(held = ?held.last_log_id, this = ?meta.last_log_id, "the snapshot file already holds a snapshot as new; kept");
+                return Ok(());
+            }
+        }
+        write_snapshot_file(&self.path, meta, data)
+    }
+
+    /// The file's meta, if it is there and readable (a file that is not is
+    /// replaced, and refused at the next start if it stays). Reads the
+    /// header only, not the image.
+    fn read_meta(&self) -> Option<SnapshotMeta<NodeId, NodeInfo>> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&self.path).ok()?;
+        let mut head = vec![0u8; 8];
+        file.read_exact(&mut head).ok()?;
+        let len = u64::from_le_bytes(head[..8].try_into().ok()?);
+        let len = usize::try_from(len).ok().filter(|l| *l <= MAX_META)?;
+        head.resize(8 + len, 0);
+        file.read_exact(&mut head[8..]).ok()?;
+        parse_snapshot(&head).ok().map(|(meta, _)| meta)
+    }
 }
 
 fn write_snapshot_file(
@@ -142,7 +166,7 @@ fn write_snapshot_file(
     Ok(())
 }
 
-pub(super) fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, String> {
+fn read_snapshot_file(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

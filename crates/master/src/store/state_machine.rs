@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,9 +36,7 @@ use tokio::sync::watch;
 
 use super::cover::{CoverSender, CoverWatch};
 use super::decode;
-use super::snapshot::{
-    decode_image, encode_image, read_snapshot_file, write_newest_snapshot_file, SNAPSHOT_FILE,
-};
+use super::snapshot::{decode_image, encode_image, SnapshotFile};
 use crate::metrics::events::{observe, Probe};
 use crate::metrics::{since, Metrics};
 
@@ -105,9 +103,7 @@ pub struct StateMachine {
     tree: sled::Tree,
     /// Writes the changed rows to `tree`, off the runtime's thread.
     writer: Arc<TableWriter>,
-    snapshot_path: PathBuf,
-    /// Held while the snapshot file is written (a build and an install may overlap).
-    snapshot_writing: Arc<parking_lot::Mutex<()>>,
+    snapshot_file: SnapshotFile,
     applied: Arc<RwLock<Applied>>,
     /// Changes not yet in the tree; locked after `applied`, never before.
     dirty: Arc<parking_lot::Mutex<Dirty>>,
@@ -163,10 +159,10 @@ impl StateMachine {
         };
         let mut table = Table::from_parts(next_id, rows, workers).with_queue_settings(queues);
         let (mut last_applied, mut membership) = (last_applied, membership);
-        let snapshot_path = dir.join(SNAPSHOT_FILE);
-        if let Some(snapshot) = read_snapshot_file(&snapshot_path)? {
+        let snapshot_file = SnapshotFile::in_dir(dir);
+        if let Some(snapshot) = snapshot_file.read()? {
             let image = decode_image(snapshot.snapshot.get_ref())
-                .map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+                .map_err(|e| format!("{}: {e}", snapshot_file.path().display()))?;
             // A table behind this node's own snapshot lost writes: a crash
             // while a snapshot was installed, between its file and its rows,
             // or a damaged table file that sled recovered to an older state.
@@ -203,8 +199,7 @@ impl StateMachine {
         Ok(StateMachine {
             writer: Arc::new(writer),
             tree,
-            snapshot_path,
-            snapshot_writing: Arc::default(),
+            snapshot_file,
             applied: Arc::new(RwLock::new(applied)),
             dirty: Arc::default(),
             applied_index: Arc::new(watch::channel(index).0),
@@ -295,8 +290,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let path = self.snapshot_path.clone();
-        tokio::task::spawn_blocking(move || read_snapshot_file(&path))
+        let file = self.snapshot_file.clone();
+        tokio::task::spawn_blocking(move || file.read())
             .await
             .expect("snapshot read does not panic")
             .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)).into())

@@ -93,17 +93,20 @@ impl Ledger {
 
     /// Submitted tasks not (yet) recorded completed.
     pub fn pending(&self) -> u64 {
-        let accepted = |i: usize| self.accepted.get(i).copied().unwrap_or(0);
-        self.submitted.iter().enumerate().map(|(i, s)| (s & !accepted(i)).count_ones() as u64).sum()
+        self.pending_words().map(|(_, left)| left.count_ones() as u64).sum()
     }
 
     /// The ids of submitted tasks not (yet) recorded completed.
     pub fn pending_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        let accepted = |i: usize| self.accepted.get(i).copied().unwrap_or(0);
-        self.submitted.iter().enumerate().flat_map(move |(i, s)| {
-            let left = s & !accepted(i);
-            (0..64).filter(move |b| left & (1 << b) != 0).map(move |b| i as u64 * 64 + b)
+        self.pending_words().flat_map(|(word, left)| {
+            (0..64).filter(move |b| left & (1 << b) != 0).map(move |b| word as u64 * 64 + b)
         })
+    }
+
+    /// Each word of the bitsets, with the bits of the pending tasks.
+    fn pending_words(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let accepted = |i: usize| self.accepted.get(i).copied().unwrap_or(0);
+        self.submitted.iter().enumerate().map(move |(i, s)| (i, s & !accepted(i)))
     }
 
     /// Completions of distinct tasks recorded.

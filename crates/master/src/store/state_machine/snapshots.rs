@@ -34,8 +34,7 @@ impl StateMachine {
             rows: Some(rows),
             held_up,
             unwritten: written.err(),
-            path: self.snapshot_path.clone(),
-            writing: self.snapshot_writing.clone(),
+            file: self.snapshot_file.clone(),
             writer: self.writer.clone(),
             metrics: self.metrics.clone(),
             cover: self.cover.clone(),
@@ -85,9 +84,8 @@ impl StateMachine {
         // master keeps answering its leader meanwhile.
         // The tree holds every batch queued before, and this one replaces it.
         self.writer.flush().await.map_err(table_err)?;
-        let (path, m) = (self.snapshot_path.clone(), meta.clone());
-        let (tree, writer, writing) =
-            (self.tree.clone(), self.writer.clone(), self.snapshot_writing.clone());
+        let (file, m) = (self.snapshot_file.clone(), meta.clone());
+        let (tree, writer) = (self.tree.clone(), self.writer.clone());
         let table = tokio::task::spawn_blocking(move || -> Result<Table, StorageError<NodeId>> {
             let table = decode_image(&data)
                 .map_err(|e| {
@@ -98,7 +96,7 @@ impl StateMachine {
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
             // The file first: a crash before the batch leaves the old table
             // and a newer snapshot, from which `open` rebuilds the table.
-            write_newest_snapshot_file(&writing, &path, &m, &data)
+            file.write_newest(&m, &data)
                 .map_err(|e| StorageIOError::write_snapshot(Some(m.signature()), &e))?;
             writer.write_blocking(batch).map_err(table_err)?;
             Ok(table)
@@ -120,9 +118,7 @@ pub struct SnapshotBuilder {
     held_up: std::time::Duration,
     /// Why the table tree could not catch up with the image, if it could not.
     unwritten: Option<String>,
-    path: PathBuf,
-    /// Held while the snapshot file is written.
-    writing: Arc<parking_lot::Mutex<()>>,
+    file: SnapshotFile,
     writer: Arc<TableWriter>,
     metrics: Arc<Metrics>,
     cover: CoverSender,
@@ -150,15 +146,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         flushed.map_err(|e| {
             StorageIOError::write_snapshot(Some(meta.signature()), &std::io::Error::other(e))
         })?;
-        let (path, m, rows) = (self.path.clone(), meta.clone(), self.rows.take());
-        let writing = self.writing.clone();
+        let (file, m, rows) = (self.file.clone(), meta.clone(), self.rows.take());
         let (data, encoded) = tokio::task::spawn_blocking(move || {
             let encoding = Instant::now();
             let data = rows.as_ref().map(encode_image).unwrap_or_default();
             let encoded = encoding.elapsed();
             // The rows the table changed meanwhile are freed here, not there.
             drop(rows);
-            write_newest_snapshot_file(&writing, &path, &m, &data).map(|_| (data, encoded))
+            file.write_newest(&m, &data).map(|()| (data, encoded))
         })
         .await
         .expect("snapshot write does not panic")
