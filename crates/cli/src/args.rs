@@ -97,6 +97,12 @@ pub struct BenchArgs {
     /// W1 producer counts.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub producers: Vec<usize>,
+    /// W1 connection layouts: for each count K, the producers share K
+    /// client connections round-robin; 0 gives each producer its own. The
+    /// default runs both ends: one connection each, and one shared by all
+    /// (how one application uses a client, as with NATS's).
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    pub connections: Vec<usize>,
     /// W4: tasks submitted per second.
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,

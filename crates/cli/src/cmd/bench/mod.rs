@@ -41,11 +41,10 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         let runs = match workload.as_str() {
             "w1" => {
                 for &c in &args.producers {
-                    let name = format!("W1 enqueue, C={c}");
-                    rows.push((
-                        name,
-                        repeat(&args, |t| Box::pin(workloads::enqueue(t, n, c))).await?,
-                    ));
+                    for (k, name) in w1_layouts(c, &args.connections) {
+                        let load = repeat(&args, |t| Box::pin(workloads::enqueue(t, n, c, k)));
+                        rows.push((name, load.await?));
+                    }
                 }
                 continue;
             }
@@ -149,6 +148,22 @@ fn report(args: &BenchArgs, name: &str, run: usize, o: &Outcome) {
     }
 }
 
+/// W1's connection layouts for `producers` asked for by `--connections`
+/// (0: one each), each once: how many connections, and the row's name.
+fn w1_layouts(producers: usize, asked: &[usize]) -> Vec<(usize, String)> {
+    let mut layouts: Vec<(usize, String)> = Vec::new();
+    for k in asked.iter().map(|&k| if k == 0 { producers } else { k.min(producers) }) {
+        if !layouts.iter().any(|(l, _)| *l == k) {
+            let name = match k == producers {
+                true => format!("W1 enqueue, C={producers}"),
+                false => format!("W1 enqueue, C={producers}, {k} conn"),
+            };
+            layouts.push((k, name));
+        }
+    }
+    layouts
+}
+
 /// Prints the median run of each workload.
 fn print_table(rows: &[(String, Vec<Outcome>)]) {
     println!(
@@ -200,4 +215,26 @@ fn print_table(rows: &[(String, Vec<Outcome>)]) {
     println!(
         "acknowledged = committed and fsynced (Raft log fdatasync) on a majority of the 3 masters"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::w1_layouts;
+
+    #[test]
+    fn w1_layouts_name_each_connection_count_once() {
+        let names = |c, asked: &[usize]| -> Vec<(usize, String)> { w1_layouts(c, asked) };
+        assert_eq!(
+            names(1, &[0, 1]),
+            [(1, "W1 enqueue, C=1".to_owned())],
+            "one producer, one layout"
+        );
+        assert_eq!(
+            names(64, &[0, 1]),
+            [(64, "W1 enqueue, C=64".to_owned()), (1, "W1 enqueue, C=64, 1 conn".to_owned())]
+        );
+        let capped = names(64, &[4, 100, 64, 0]);
+        let counts: Vec<usize> = capped.iter().map(|(k, _)| *k).collect();
+        assert_eq!(counts, [4, 64], "more connections than producers is one each");
+    }
 }

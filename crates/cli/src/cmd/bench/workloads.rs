@@ -57,8 +57,14 @@ pub fn own_client(shared: &Client) -> Arc<Client> {
     Arc::new(Client::with_options(shared.seeds().to_vec(), options))
 }
 
-/// W1: `producers` closed-loop producers submit `n` keyed tasks one at a time.
-pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Result<Outcome> {
+/// W1: `producers` closed-loop producers, sharing `connections` clients
+/// round-robin, submit `n` keyed tasks one at a time.
+pub async fn enqueue(
+    target: Target,
+    n: usize,
+    producers: usize,
+    connections: usize,
+) -> anyhow::Result<Outcome> {
     let status = target.client.status().await.context("status before W1")?;
     let before = status.counts.total();
     let cpu_before = target.spawned.as_ref().and_then(Spawned::cpu_ms);
@@ -66,9 +72,11 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let clients: Vec<_> = (0..connections).map(|_| own_client(&target.client)).collect();
     let mut handles = Vec::new();
-    for _ in 0..producers {
-        let (client, next, retries) = (own_client(&target.client), next.clone(), retries.clone());
+    for p in 0..producers {
+        let client = clients[p % clients.len()].clone();
+        let (next, retries) = (next.clone(), retries.clone());
         handles.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut last = Instant::now();
@@ -112,7 +120,7 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
         (held != n as u64).then(|| format!("W1: the cluster holds {held} new tasks, not {n}"));
     let retries = retries.load(Ordering::Relaxed);
     Ok(Outcome {
-        name: format!("w1 c={producers}"),
+        name: format!("w1 c={producers} conn={connections}"),
         tasks_per_s: n as f64 / secs,
         p50_us: hist.value_at_quantile(0.5),
         p99_us: hist.value_at_quantile(0.99),
@@ -121,7 +129,7 @@ pub async fn enqueue(target: Target, n: usize, producers: usize) -> anyhow::Resu
             cpu_per_entry
                 .map_or(String::new(), |c| format!(", {c:.2} ms CPU per entry (3 masters)"))
         ),
-        figures: json!({ "n": n, "producers": producers, "seconds": secs, "tasks_per_s": n as f64 / secs,
+        figures: json!({ "n": n, "producers": producers, "connections": connections, "seconds": secs, "tasks_per_s": n as f64 / secs,
             "p50_us": hist.value_at_quantile(0.5), "p99_us": hist.value_at_quantile(0.99), "retries": retries,
             "log_entries": entries, "cpu_ms_per_entry": cpu_per_entry }),
         failed_check,
