@@ -4,10 +4,9 @@
 //! [`Proposer`]. A single task takes the first waiting command plus every
 //! other one already queued (up to [`MAX_BATCH`]) and proposes them as one
 //! `Command::Batch` entry: one log append, one fsync per node, one apply,
-//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once,
-//! so that the leader appends the next group while the followers fsync the
-//! one before; commands arriving while all are in flight form the next,
-//! larger group. Each caller gets its own command's response.
+//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once;
+//! commands arriving while all are in flight form the next, larger group.
+//! Each caller gets its own command's response.
 //!
 //! Groups in flight together were proposed by calls that overlapped in
 //! time, so the order in which they commit is free: a caller that needs
@@ -27,12 +26,14 @@ use crate::Raft;
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 512;
 
-/// Most groups in Raft at once. Paired runs with single-threaded masters
-/// (docs/performance.md), medians of 5: against awaiting each group in the
-/// batching task, W2 (8 workers, one task per call) +15 % and W1 C=64 +5 %;
-/// 8 was no better than 4. (With the log in sled and its IO pool, 2 and 4
-/// had been slower than 1.)
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Most groups in Raft at once. One: the leader's and the followers'
+/// fsyncs of a group already overlap (`network::early`), and a group that
+/// waits for the one before it holds more commands, so each costs fewer
+/// log entries, fsyncs and messages. Against 4 in flight (which had won
+/// when the followers' fsync came after the leader's), paired runs on
+/// 2026-12-01: W2 one per call +9 %, W1 C=64 +20 %, W2 16 per call +20 %
+/// (docs/performance.md).
+pub const MAX_IN_FLIGHT: usize = 1;
 
 /// A proposal's result: the command's own response, or openraft's error.
 pub type ProposeResult = Result<Response, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
