@@ -25,6 +25,16 @@ pub use proxy::{Mode, Proxy};
 
 use std::time::{Duration, Instant};
 
+/// A task of `data`, with no key, priority or retry limit of its own.
+pub fn task(data: &str) -> taskraft_core::NewTask {
+    taskraft_core::NewTask { data: data.as_bytes().to_vec(), ..Default::default() }
+}
+
+/// `n` tasks of data "`prefix` 1" to "`prefix` n" (see [`task`]).
+pub fn tasks(prefix: &str, n: usize) -> Vec<taskraft_core::NewTask> {
+    (1..=n).map(|i| task(&format!("{prefix} {i}"))).collect()
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where

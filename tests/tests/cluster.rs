@@ -10,19 +10,7 @@ use taskraft_master::{Node, NodeError, NodeOptions};
 use taskraft_proto::WireError;
 use taskraft_tests::cluster::FAST;
 use taskraft_tests::http::{get, sample};
-use taskraft_tests::{eventually, TestCluster};
-
-fn tasks(prefix: &str, n: usize) -> Vec<NewTask> {
-    (1..=n)
-        .map(|i| NewTask {
-            data: format!("{prefix} {i}").into_bytes(),
-            key: None,
-            priority: 0,
-            max_attempts: 0,
-            ..Default::default()
-        })
-        .collect()
-}
+use taskraft_tests::{eventually, tasks, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_one_leader_and_replicate_a_submit_to_all() {

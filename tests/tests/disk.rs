@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use taskraft_client::{Client, ClientOptions};
 use taskraft_core::NewTask;
-use taskraft_tests::{cluster::FAST, eventually, ProcCluster};
+use taskraft_tests::{cluster::FAST, eventually, tasks, ProcCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskraft-under-test");
 /// Never the lowest id: a node of another id may also come back empty.
@@ -41,12 +41,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn tasks(tag: &str, n: usize) -> Vec<NewTask> {
-    (0..n)
-        .map(|i| NewTask { data: format!("{tag}-{i}").into_bytes(), ..Default::default() })
-        .collect()
 }
 
 /// Fills the filesystem of `dir` with one file until it is full.

@@ -9,19 +9,9 @@ use taskraft_client::{Client, ClientError, ClientOptions};
 use taskraft_core::{Attempt, Lease, NewTask, Outcome, Status, TaskId, WorkerId};
 use taskraft_proto::client::Assignment;
 use taskraft_proto::WireError;
-use taskraft_tests::{eventually, TestCluster};
+use taskraft_tests::{eventually, task, TestCluster};
 use taskraft_worker::{handler, Handler, Summary, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
-
-fn task(data: &str) -> NewTask {
-    NewTask {
-        data: data.as_bytes().to_vec(),
-        key: None,
-        priority: 0,
-        max_attempts: 0,
-        ..Default::default()
-    }
-}
 
 fn options(extend: bool) -> WorkerOptions {
     WorkerOptions {
