@@ -10,7 +10,7 @@ use taskraft_master::store::failpoint;
 use taskraft_tests::http::{get, sample};
 use taskraft_tests::TestCluster;
 
-fn tasks(prefix: &str, n: usize) -> Vec<NewTask> {
+fn keyed_tasks(prefix: &str, n: usize) -> Vec<NewTask> {
     (1..=n).map(|i| keyed(&format!("{prefix} {i}"))).collect()
 }
 
@@ -50,7 +50,7 @@ async fn followers_hold_every_entry_the_leader_sent_before_its_own_fsync() {
     let leader = cluster.leader().await;
     let client = cluster.client_of(leader);
     for i in 0..100 {
-        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+        client.submit(keyed_tasks(&format!("write {i}"), 1)).await.unwrap();
     }
     let text = get(&cluster.http(leader), "/metrics", None).await.text();
     let early = sample(&text, "taskraft_raft_appends_answered_early_total").unwrap();
@@ -62,12 +62,12 @@ async fn followers_hold_every_entry_the_leader_sent_before_its_own_fsync() {
     let follower = cluster.running().into_iter().find(|id| *id != leader).unwrap();
     cluster.stop(follower).await;
     for i in 100..150 {
-        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+        client.submit(keyed_tasks(&format!("write {i}"), 1)).await.unwrap();
     }
     cluster.restart(follower).await;
     cluster.converged().await;
     for i in 150..250 {
-        client.submit(tasks(&format!("write {i}"), 1)).await.unwrap();
+        client.submit(keyed_tasks(&format!("write {i}"), 1)).await.unwrap();
     }
     let text = get(&cluster.http(leader), "/metrics", None).await.text();
     let after = sample(&text, "taskraft_raft_appends_answered_early_total").unwrap();
@@ -87,7 +87,7 @@ async fn a_restarted_leader_does_not_lead_its_old_term_again() {
     let mut cluster = TestCluster::start(3).await;
     for round in 0..3 {
         let leader = cluster.leader().await;
-        cluster.client().submit(tasks(&format!("round {round}"), 1)).await.unwrap();
+        cluster.client().submit(keyed_tasks(&format!("round {round}"), 1)).await.unwrap();
         restart_all_leader_last(&mut cluster, leader).await;
     }
     cluster.converged().await;

@@ -95,7 +95,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub two_calls: bool,
     /// W1 producer counts.
-    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    #[arg(long, value_delimiter = ',', default_value = "1,64", value_parser = at_least_one)]
     pub producers: Vec<usize>,
     /// W1 connection layouts: for each count K, the producers share K
     /// client connections round-robin; 0 gives each producer its own. The
@@ -436,4 +436,13 @@ pub struct WaitArgs {
     /// Give up (exit 1) after this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+/// A count of one or more.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -4,13 +4,13 @@
 //! [`Proposer`]. A single task takes the first waiting command plus every
 //! other one already queued (up to [`MAX_BATCH`]) and proposes them as one
 //! `Command::Batch` entry: one log append, one fsync per node, one apply,
-//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once;
-//! commands arriving while all are in flight form the next, larger group.
-//! Each caller gets its own command's response.
+//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once
+//! (one: see there); commands arriving while the group is in flight form
+//! the next, larger group. Each caller gets its own command's response.
 //!
-//! Groups in flight together were proposed by calls that overlapped in
-//! time, so the order in which they commit is free: a caller that needs
-//! one write before another waits for the first one's answer.
+//! Were more groups in flight together, they would hold calls that
+//! overlapped in time, so the order in which they commit is free: a caller
+//! that needs one write before another waits for the first one's answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,8 +31,8 @@ pub const MAX_BATCH: usize = 512;
 /// waits for the one before it holds more commands, so each costs fewer
 /// log entries, fsyncs and messages. Against 4 in flight (which had won
 /// when the followers' fsync came after the leader's), paired runs on
-/// 2026-12-01: W2 one per call +9 %, W1 C=64 +20 %, W2 16 per call +20 %
-/// (docs/performance.md).
+/// 2026-12-01, medians: W2 one per call +22 %, W1 C=64 +21 %, W2 16 per
+/// call +15 % (docs/performance.md).
 pub const MAX_IN_FLIGHT: usize = 1;
 
 /// A proposal's result: the command's own response, or openraft's error.

@@ -222,6 +222,21 @@ mod tests {
     use super::w1_layouts;
 
     #[test]
+    fn w1_producer_counts_must_be_positive() {
+        use clap::Parser;
+        let parse = |producers: &str| {
+            let argv = ["taskraft", "bench", "--producers", producers, "--connections", "0,4"];
+            crate::args::Cli::try_parse_from(argv).map(|cli| match cli.command {
+                crate::args::Command::Bench(b) => (b.producers, b.connections),
+                _ => unreachable!("parsed as bench"),
+            })
+        };
+        assert_eq!(parse("1,64").expect("valid"), (vec![1, 64], vec![0, 4]));
+        let zero = parse("64,0").expect_err("a count of 0").to_string();
+        assert!(zero.contains("must be at least 1"), "{zero}");
+    }
+
+    #[test]
     fn w1_layouts_name_each_connection_count_once() {
         let names = |c, asked: &[usize]| -> Vec<(usize, String)> { w1_layouts(c, asked) };
         assert_eq!(

@@ -71,8 +71,14 @@ pub async fn enqueue(
     let run: u32 = rand::random();
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..connections.clamp(1, producers.max(1)) {
+        let client = own_client(&target.client);
+        // Connected to the leader before the clock starts, in every layout.
+        client.status().await.context("a W1 client's first call")?;
+        clients.push(client);
+    }
     let started = Instant::now();
-    let clients: Vec<_> = (0..connections).map(|_| own_client(&target.client)).collect();
     let mut handles = Vec::new();
     for p in 0..producers {
         let client = clients[p % clients.len()].clone();
