@@ -4,36 +4,40 @@
 //! [`Proposer`]. A single task takes the first waiting command plus every
 //! other one already queued (up to [`MAX_BATCH`]) and proposes them as one
 //! `Command::Batch` entry: one log append, one fsync per node, one apply,
-//! for the whole group. Up to [`MAX_IN_FLIGHT`] groups are in Raft at once
-//! (one: see there); commands arriving while the group is in flight form
-//! the next, larger group. Each caller gets its own command's response.
+//! for the whole group. One group is in Raft at a time; commands arriving
+//! meanwhile form the next, larger group. Each caller gets its own
+//! command's response.
 //!
-//! Were more groups in flight together, they would hold calls that
-//! overlapped in time, so the order in which they commit is free: a caller
-//! that needs one write before another waits for the first one's answer.
+//! One group at a time: the leader's and the followers' fsyncs of a group
+//! already overlap (`network::early`), and a group that waits for the one
+//! before it holds more commands, so each costs fewer log entries, fsyncs
+//! and messages. Against 4 groups in flight (which had won when the
+//! followers' fsync came after the leader's), paired runs on 2026-12-01,
+//! medians: W2 one per call +22 %, W1 C=64 +21 %, W2 16 per call +15 %
+//! (docs/performance.md).
+//!
+//! The wait for callers ([`next_group_size`]). With one group at a time,
+//! callers that call again as soon as they are answered (a worker's
+//! complete-and-request loop, a closed-loop producer) split into two
+//! cohorts: one in Raft while the other waits, each call waiting about two
+//! commits. So after a group of several calls, the next one waits, up to
+//! the cluster's `group_commit_wait_us`, until it holds as many calls as
+//! were just answered, plus those already waiting: both cohorts then share
+//! one entry and each call waits about one commit.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use taskraft_core::{Command, Response};
 use taskraft_proto::{NodeId, NodeInfo};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{since, Metrics};
 use crate::Raft;
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 512;
-
-/// Most groups in Raft at once. One: the leader's and the followers'
-/// fsyncs of a group already overlap (`network::early`), and a group that
-/// waits for the one before it holds more commands, so each costs fewer
-/// log entries, fsyncs and messages. Against 4 in flight (which had won
-/// when the followers' fsync came after the leader's), paired runs on
-/// 2026-12-01, medians: W2 one per call +22 %, W1 C=64 +21 %, W2 16 per
-/// call +15 % (docs/performance.md).
-pub const MAX_IN_FLIGHT: usize = 1;
 
 /// A proposal's result: the command's own response, or openraft's error.
 pub type ProposeResult = Result<Response, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>;
@@ -48,29 +52,33 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the batching task; it ends when every `Proposer` clone is dropped.
-    /// Group sizes and commit latencies are counted on `metrics`.
-    pub fn spawn(raft: Raft, metrics: Arc<Metrics>) -> Proposer {
+    /// Starts the batching task; it ends when every `Proposer` clone is
+    /// dropped. A group of several calls makes the next one wait up to
+    /// `wait` for the callers it answered (see this module). Group sizes
+    /// and commit latencies are counted on `metrics`.
+    pub fn spawn(raft: Raft, metrics: Arc<Metrics>, wait: Duration) -> Proposer {
         let sizes = metrics.clone();
         let (queue, mut rx) = mpsc::channel::<Pending>(8 * MAX_BATCH);
-        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                // A free slot first: commands that arrive meanwhile join this group.
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let mut group = vec![first];
-                while group.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => group.push(p),
-                        Err(_) => break,
+            let mut answered = 0;
+            let mut group: Vec<Pending> = Vec::new();
+            loop {
+                take_queued(&mut rx, &mut group);
+                let size = next_group_size(group.len(), answered);
+                if group.is_empty() {
+                    let Some(first) = rx.recv().await else { break };
+                    group.push(first);
+                    take_queued(&mut rx, &mut group);
+                }
+                if group.len() < size && !wait.is_zero() {
+                    let open = wait_for_more(&mut rx, &mut group, size, wait).await;
+                    if !open && group.is_empty() {
+                        break;
                     }
                 }
+                answered = group.len();
                 sizes.group_size.observe(group.len() as f64);
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    commit(&raft, group).await;
-                    drop(permit);
-                });
+                commit(&raft, std::mem::take(&mut group)).await;
             }
         });
         Proposer { queue, metrics }
@@ -89,6 +97,51 @@ impl Proposer {
         }
         answer
     }
+}
+
+/// How many calls the next group waits for, `queued` waiting when the
+/// previous group of `answered` calls was answered: every caller of a group
+/// of several may call again at once. After a single call (or none) the
+/// next group does not wait: a lone caller would only wait for itself.
+pub fn next_group_size(queued: usize, answered: usize) -> usize {
+    match answered {
+        0 | 1 => 0,
+        n => (queued + n).min(MAX_BATCH),
+    }
+}
+
+/// Moves the commands already queued into `group`, up to [`MAX_BATCH`].
+fn take_queued(rx: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
+    while group.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) => group.push(p),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Adds commands to `group` as they arrive until it holds `size` or `wait`
+/// has passed; false if the queue is closed. tokio's timers tick in whole
+/// milliseconds, so the wait sleeps on a blocking-pool thread (a fraction
+/// of a millisecond, once per group).
+async fn wait_for_more(
+    rx: &mut mpsc::Receiver<Pending>,
+    group: &mut Vec<Pending>,
+    size: usize,
+    wait: Duration,
+) -> bool {
+    let timer = tokio::task::spawn_blocking(move || std::thread::sleep(wait));
+    tokio::pin!(timer);
+    while group.len() < size {
+        tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => group.push(p),
+                None => return false,
+            },
+            _ = &mut timer => break,
+        }
+    }
+    true
 }
 
 async fn commit(raft: &Raft, mut group: Vec<Pending>) {
@@ -117,5 +170,19 @@ async fn commit(raft: &Raft, mut group: Vec<Pending>) {
                 let _ = tx.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_group_size, MAX_BATCH};
+
+    #[test]
+    fn the_next_group_waits_for_the_callers_just_answered_and_those_waiting() {
+        assert_eq!(next_group_size(0, 0), 0, "nothing answered yet");
+        assert_eq!(next_group_size(3, 1), 0, "a lone caller does not wait for itself");
+        assert_eq!(next_group_size(4, 4), 8, "two cohorts of 4 share the next entry");
+        assert_eq!(next_group_size(0, 8), 8, "all 8 come back");
+        assert_eq!(next_group_size(400, 300), MAX_BATCH, "never beyond a full entry");
     }
 }

@@ -78,6 +78,13 @@ pub struct ClusterSettings {
     /// priority (longest waiting first), so none starves; 0: never.
     #[serde(default = "defaults::aging_ms")]
     pub aging_ms: u64,
+    /// After a group commit of several calls, the next group waits up to
+    /// this long (microseconds) for as many calls as were just answered, so
+    /// that callers who call again at once (workers, closed-loop
+    /// producers) share one log entry instead of alternating between two;
+    /// 0: the next group goes as soon as the previous one is committed.
+    #[serde(default = "defaults::group_commit_wait_us")]
+    pub group_commit_wait_us: u64,
     /// Log entries between two snapshots of the first node (in id order);
     /// each further node waits a fifth more, and a fifth stays in the log
     /// after a snapshot for followers a little behind.
@@ -128,6 +135,9 @@ pub const MIN_SNAPSHOT_EVERY: u64 = 100;
 /// The most accepted.
 pub const MAX_SNAPSHOT_EVERY: u64 = 1_000_000_000;
 
+/// The longest `group_commit_wait_us` accepted (10 ms).
+pub const MAX_GROUP_COMMIT_WAIT_US: u64 = 10_000;
+
 /// The shortest non-zero `retention_ms` accepted.
 pub const MIN_RETENTION_MS: u64 = 1000;
 
@@ -161,6 +171,9 @@ mod defaults {
     }
     pub fn aging_ms() -> u64 {
         60 * 1000
+    }
+    pub fn group_commit_wait_us() -> u64 {
+        300
     }
     pub fn snapshot_every() -> u64 {
         5000

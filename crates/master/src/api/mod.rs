@@ -128,7 +128,8 @@ impl Api {
         let Wiring { settings, board, token, data_dir, network, metrics, log } = wiring;
         let propose_timeout =
             Duration::from_millis(settings.election_timeout_ms[1] * 4).max(Duration::from_secs(2));
-        let proposer = Proposer::spawn(raft.clone(), metrics);
+        let wait = Duration::from_micros(settings.group_commit_wait_us);
+        let proposer = Proposer::spawn(raft.clone(), metrics, wait);
         Api(Arc::new(Inner {
             raft,
             applied: sm.applied(),

@@ -33,6 +33,7 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(c.cluster.election_timeout_ms, [300, 600]);
     assert_eq!(c.cluster.retention_ms, 86_400_000);
     assert_eq!(c.cluster.snapshot_every, 5000);
+    assert_eq!(c.cluster.group_commit_wait_us, 300);
     assert_eq!(c.seeds(), vec!["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]);
 }
 
@@ -133,4 +134,14 @@ fn four_listed_nodes_are_fine_when_three_form_the_cluster() {
     assert!(error_of(&four).contains("4 nodes listed"), "{}", error_of(&four));
     let text = four.replace("name = \"demo\"", "name = \"demo\"\ninitial_members = [1, 2, 3]");
     assert_eq!(ClusterConfig::parse(&text).unwrap().initial_ids(), BTreeSet::from([1, 2, 3]));
+}
+
+#[test]
+fn a_group_commit_wait_is_bounded() {
+    let long = GOOD.replace("name = \"demo\"", "name = \"demo\"\ngroup_commit_wait_us = 10001");
+    assert!(error_of(&long).contains("cluster.group_commit_wait_us"), "{}", error_of(&long));
+    let off = GOOD.replace("name = \"demo\"", "name = \"demo\"\ngroup_commit_wait_us = 0");
+    assert_eq!(ClusterConfig::parse(&off).unwrap().cluster.group_commit_wait_us, 0);
+    let most = GOOD.replace("name = \"demo\"", "name = \"demo\"\ngroup_commit_wait_us = 10000");
+    assert_eq!(ClusterConfig::parse(&most).unwrap().cluster.group_commit_wait_us, 10_000);
 }

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use super::{
-    invalid, ClusterConfig, ConfigError, MAX_SNAPSHOT_EVERY, MIN_RETENTION_MS, MIN_SNAPSHOT_EVERY,
+    invalid, ClusterConfig, ConfigError, MAX_GROUP_COMMIT_WAIT_US, MAX_SNAPSHOT_EVERY,
+    MIN_RETENTION_MS, MIN_SNAPSHOT_EVERY,
 };
 use crate::client::MAX_DELAY_MS;
 use crate::transport::MAX_FRAME_BYTES;
@@ -72,6 +73,15 @@ impl ClusterConfig {
                 format!(
                     "must be at least retry_base_ms ({}) and at most {MAX_DELAY_MS} ms",
                     c.retry_base_ms
+                ),
+            ));
+        }
+        if c.group_commit_wait_us > MAX_GROUP_COMMIT_WAIT_US {
+            return Err(invalid(
+                "cluster.group_commit_wait_us",
+                format!(
+                    "{} µs would hold every write that long; at most {MAX_GROUP_COMMIT_WAIT_US} (0: no wait)",
+                    c.group_commit_wait_us
                 ),
             ));
         }

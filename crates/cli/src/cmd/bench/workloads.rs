@@ -373,15 +373,20 @@ pub async fn drain(
     })
 }
 
-/// W3's fault: after `after`, SIGKILL the leader; measure the new leader and
-/// the first accepted completion of a task requested after the kill.
+/// W3's fault: after `after`, or once half the tasks wanted are completed
+/// if that comes first (so that the kill lands mid-drain however fast the
+/// cluster drains), SIGKILL the leader; measure the new leader and the
+/// first accepted completion of a task requested after the kill.
 async fn kill_leader(
     client: &Client,
     spawned: &mut Spawned,
     after: Duration,
     shared: &Shared,
 ) -> anyhow::Result<Value> {
-    tokio::time::sleep(after).await;
+    let (started, half) = (Instant::now(), shared.wanted.load(Ordering::Relaxed) / 2);
+    while started.elapsed() < after && shared.wanted.load(Ordering::Relaxed) > half {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let leader = client.status().await?.leader.context("no leader to kill")?;
     spawned.kill(leader)?;
     let killed = Instant::now();
@@ -411,9 +416,10 @@ async fn kill_leader(
         if let Some(first) = *shared.first_after_kill.lock() {
             break (first - killed).as_millis() as u64;
         }
-        if killed.elapsed() > Duration::from_secs(60) {
-            break u64::MAX;
-        }
+        anyhow::ensure!(
+            killed.elapsed() < Duration::from_secs(60),
+            "W3: no completion of a task requested after the kill was accepted within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     Ok(
