@@ -23,7 +23,9 @@
 //! commits. So after a group of several calls, the next one waits, up to
 //! the cluster's `group_commit_wait_us`, until it holds as many calls as
 //! were just answered, plus those already waiting: both cohorts then share
-//! one entry and each call waits about one commit.
+//! one entry and each call waits about one commit. The wait runs from the
+//! moment the group was answered, so a call arriving later waits less, and
+//! one arriving after the wait has passed does not wait at all.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,16 +67,17 @@ impl Proposer {
             loop {
                 take_queued(&mut rx, &mut group);
                 let size = next_group_size(group.len(), answered);
+                let answered_at = Instant::now();
                 if group.is_empty() {
                     let Some(first) = rx.recv().await else { break };
                     group.push(first);
                     take_queued(&mut rx, &mut group);
                 }
-                if group.len() < size && !wait.is_zero() {
-                    let open = wait_for_more(&mut rx, &mut group, size, wait).await;
-                    if !open && group.is_empty() {
-                        break;
-                    }
+                // The wait runs from the answers: a call that comes after a
+                // quiet spell does not wait for callers who went away.
+                let left = wait.saturating_sub(answered_at.elapsed());
+                if group.len() < size && !left.is_zero() {
+                    wait_for_more(&mut rx, &mut group, size, left).await;
                 }
                 answered = group.len();
                 sizes.group_size.observe(group.len() as f64);
@@ -121,27 +124,29 @@ fn take_queued(rx: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
 }
 
 /// Adds commands to `group` as they arrive until it holds `size` or `wait`
-/// has passed; false if the queue is closed. tokio's timers tick in whole
-/// milliseconds, so the wait sleeps on a blocking-pool thread (a fraction
-/// of a millisecond, once per group).
+/// has passed (or the queue is closed). tokio's timers tick in whole
+/// milliseconds, so the wait sleeps on a blocking-pool thread, once per
+/// group; a thread whose group filled first sleeps out its wait, so about
+/// wait / commit time + 1 of them sleep at once.
 async fn wait_for_more(
     rx: &mut mpsc::Receiver<Pending>,
     group: &mut Vec<Pending>,
     size: usize,
     wait: Duration,
-) -> bool {
+) {
     let timer = tokio::task::spawn_blocking(move || std::thread::sleep(wait));
     tokio::pin!(timer);
     while group.len() < size {
         tokio::select! {
+            // A command that came in time joins even if the timer is due too.
+            biased;
             p = rx.recv() => match p {
                 Some(p) => group.push(p),
-                None => return false,
+                None => return,
             },
-            _ = &mut timer => break,
+            _ = &mut timer => return,
         }
     }
-    true
 }
 
 async fn commit(raft: &Raft, mut group: Vec<Pending>) {

@@ -80,7 +80,7 @@ impl ClusterConfig {
             return Err(invalid(
                 "cluster.group_commit_wait_us",
                 format!(
-                    "{} µs would hold every write that long; at most {MAX_GROUP_COMMIT_WAIT_US} (0: no wait)",
+                    "{} µs would let a group commit wait that long for callers; at most {MAX_GROUP_COMMIT_WAIT_US} (0: no wait)",
                     c.group_commit_wait_us
                 ),
             ));
