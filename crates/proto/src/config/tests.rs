@@ -22,6 +22,11 @@ const GOOD: &str = r#"
     data_dir = "data/node3"
 "#;
 
+/// GOOD with `line` added to its `[cluster]` table.
+fn cluster_with(line: &str) -> String {
+    GOOD.replace("name = \"demo\"", &format!("name = \"demo\"\n{line}"))
+}
+
 fn error_of(text: &str) -> String {
     ClusterConfig::parse(text).unwrap_err().to_string()
 }
@@ -63,13 +68,13 @@ fn even_node_count_is_refused() {
 
 #[test]
 fn unknown_field_is_refused() {
-    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nlease_timeout = 5");
+    let text = cluster_with("lease_timeout = 5");
     assert!(error_of(&text).contains("unknown field"), "{}", error_of(&text));
 }
 
 #[test]
 fn election_timeout_must_exceed_heartbeat() {
-    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nheartbeat_interval_ms = 400");
+    let text = cluster_with("heartbeat_interval_ms = 400");
     assert!(error_of(&text).contains("cluster.heartbeat_interval_ms"), "{}", error_of(&text));
 }
 
@@ -81,19 +86,19 @@ fn unknown_id_lists_the_known_ones() {
 
 #[test]
 fn a_retention_too_short_to_read_a_result_is_refused() {
-    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nretention_ms = 10");
+    let text = cluster_with("retention_ms = 10");
     assert!(error_of(&text).contains("cluster.retention_ms: 10 ms is too short"));
-    let keep = GOOD.replace("name = \"demo\"", "name = \"demo\"\nretention_ms = 0");
+    let keep = cluster_with("retention_ms = 0");
     assert_eq!(ClusterConfig::parse(&keep).unwrap().cluster.retention_ms, 0);
 }
 
 #[test]
 fn snapshots_too_often_are_refused() {
-    let text = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 10");
+    let text = cluster_with("snapshot_every = 10");
     assert!(error_of(&text).contains("cluster.snapshot_every: 10 entries"), "{}", error_of(&text));
-    let ok = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 100");
+    let ok = cluster_with("snapshot_every = 100");
     assert_eq!(ClusterConfig::parse(&ok).unwrap().cluster.snapshot_every, 100);
-    let huge = GOOD.replace("name = \"demo\"", "name = \"demo\"\nsnapshot_every = 2000000000");
+    let huge = cluster_with("snapshot_every = 2000000000");
     assert!(
         error_of(&huge).contains("cluster.snapshot_every: must be at most"),
         "{}",
@@ -105,7 +110,7 @@ fn snapshots_too_often_are_refused() {
 fn initial_members_default_to_every_node_and_may_name_a_subset() {
     let c = ClusterConfig::parse(GOOD).unwrap();
     assert_eq!(c.initial_ids(), BTreeSet::from([1, 2, 3]));
-    let one = GOOD.replace("name = \"demo\"", "name = \"demo\"\ninitial_members = [2]");
+    let one = cluster_with("initial_members = [2]");
     let c = ClusterConfig::parse(&one).unwrap();
     assert_eq!(c.initial_ids(), BTreeSet::from([2]));
     assert_eq!(c.initial_membership().keys().copied().collect::<Vec<_>>(), vec![2]);
@@ -113,9 +118,7 @@ fn initial_members_default_to_every_node_and_may_name_a_subset() {
 
 #[test]
 fn initial_members_must_be_listed_odd_and_unique() {
-    let with = |ids: &str| {
-        GOOD.replace("name = \"demo\"", &format!("name = \"demo\"\ninitial_members = {ids}"))
-    };
+    let with = |ids: &str| cluster_with(&format!("initial_members = {ids}"));
     let e = error_of(&with("[1, 4, 2]"));
     assert!(e.contains("cluster.initial_members") && e.contains("4 is not the id"), "{e}");
     let e = error_of(&with("[1, 2]"));
@@ -138,10 +141,10 @@ fn four_listed_nodes_are_fine_when_three_form_the_cluster() {
 
 #[test]
 fn a_group_commit_wait_is_bounded() {
-    let long = GOOD.replace("name = \"demo\"", "name = \"demo\"\ngroup_commit_wait_us = 10001");
+    let long = cluster_with("group_commit_wait_us = 10001");
     assert!(error_of(&long).contains("cluster.group_commit_wait_us"), "{}", error_of(&long));
-    let off = GOOD.replace("name = \"demo\"", "name = \"demo\"\ngroup_commit_wait_us = 0");
+    let off = cluster_with("group_commit_wait_us = 0");
     assert_eq!(ClusterConfig::parse(&off).unwrap().cluster.group_commit_wait_us, 0);
-    let most = GOOD.replace("name = \"demo\"", "name = \"demo\"\ngroup_commit_wait_us = 10000");
+    let most = cluster_with("group_commit_wait_us = 10000");
     assert_eq!(ClusterConfig::parse(&most).unwrap().cluster.group_commit_wait_us, 10_000);
 }

@@ -152,7 +152,7 @@ fn report(args: &BenchArgs, name: &str, run: usize, o: &Outcome) {
 /// (0: one each), each once: how many connections, and the row's name.
 fn w1_layouts(producers: usize, asked: &[usize]) -> Vec<(usize, String)> {
     let mut layouts: Vec<(usize, String)> = Vec::new();
-    for k in asked.iter().map(|&k| if k == 0 { producers } else { k.min(producers) }) {
+    for k in asked.iter().map(|&k| workloads::connections_for(producers, k)) {
         if !layouts.iter().any(|(l, _)| *l == k) {
             let name = match k == producers {
                 true => format!("W1 enqueue, C={producers}"),

@@ -57,8 +57,18 @@ pub fn own_client(shared: &Client) -> Arc<Client> {
     Arc::new(Client::with_options(shared.seeds().to_vec(), options))
 }
 
+/// How many connections W1's `producers` share when `--connections` asks
+/// for `asked`: 0 is one each, and never more than one each.
+pub fn connections_for(producers: usize, asked: usize) -> usize {
+    match asked {
+        0 => producers,
+        k => k.min(producers),
+    }
+}
+
 /// W1: `producers` closed-loop producers, sharing `connections` clients
-/// round-robin, submit `n` keyed tasks one at a time.
+/// round-robin (see [`connections_for`]), submit `n` keyed tasks one at a
+/// time.
 pub async fn enqueue(
     target: Target,
     n: usize,
@@ -72,7 +82,8 @@ pub async fn enqueue(
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
-    for _ in 0..connections.clamp(1, producers.max(1)) {
+    let connections = connections_for(producers, connections);
+    for _ in 0..connections {
         let client = own_client(&target.client);
         // Connected to the leader before the clock starts, in every layout.
         client.status().await.context("a W1 client's first call")?;
