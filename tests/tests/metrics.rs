@@ -108,6 +108,9 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
         .filter_map(|l| l.split_once(' '))
         .collect();
     assert!(families.len() >= 20, "{families:?}");
+    for help in text.lines().filter(|l| l.starts_with("# HELP ")) {
+        assert!(help.ends_with('.') && !help.ends_with(".."), "one full stop: {help}");
+    }
     let samples: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#'))

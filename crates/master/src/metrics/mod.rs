@@ -73,6 +73,10 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     /// Commands per Raft entry on the leader.
     pub group_size: Histogram,
+    /// Group commit waits for callers just answered: begun, and ended by
+    /// the timer before the group filled.
+    pub group_waits: Counter,
+    pub group_waits_expired: Counter,
     /// One log append's fsync, seconds.
     pub log_fsync: Histogram,
     /// One snapshot build (encode, flush, write), seconds.
@@ -128,103 +132,119 @@ impl Metrics {
         let submitted = counter(
             &mut r,
             "tasks_submitted",
-            "Tasks added to the table (a repeated key counts once).",
+            "Tasks added to the table (a repeated key counts once)",
         );
-        let leased = counter(&mut r, "tasks_leased", "Leases handed out (pull and push).");
+        let leased = counter(&mut r, "tasks_leased", "Leases handed out (pull and push)");
         let completed = counter(
             &mut r,
             "tasks_completed",
-            "Tasks completed with a result (accepted completions).",
+            "Tasks completed with a result (accepted completions)",
         );
         let failed = counter(
             &mut r,
             "tasks_failed",
-            "Accepted failure reports (the task is re-queued or dead).",
+            "Accepted failure reports (the task is re-queued or dead)",
         );
-        let expired = counter(&mut r, "leases_expired", "Leases taken back by the lease scanner.");
-        let cancelled = counter(&mut r, "tasks_cancelled", "Tasks cancelled before they finished.");
+        let expired = counter(&mut r, "leases_expired", "Leases taken back by the lease scanner");
+        let cancelled = counter(&mut r, "tasks_cancelled", "Tasks cancelled before they finished");
         let fenced = Family::<KindLabel, Counter>::default();
         // Both kinds exist from the start, at 0, so rate() sees the first one.
         for kind in ["stale", "duplicate", "cancelled"] {
             fenced.get_or_create(&KindLabel { kind }).inc_by(0);
         }
-        r.register("fenced", "Reports not recorded: kind=stale (not the current lease), duplicate (already completed by this lease) or cancelled (the task was cancelled).", fenced.clone());
+        r.register("fenced", "Reports not recorded: kind=stale (not the current lease), duplicate (already completed by this lease) or cancelled (the task was cancelled)", fenced.clone());
         let queue_wait = histogram(
             &mut r,
             "queue_wait",
-            "Time from submit to the first lease.",
+            "Time from submit to the first lease",
             seconds(),
             Some(Unit::Seconds),
         );
         let run_time = histogram(
             &mut r,
             "run_time",
-            "Time from lease (or its last extension) to completion.",
+            "Time from lease (or its last extension) to completion",
             seconds(),
             Some(Unit::Seconds),
         );
-        let commit_latency = histogram(&mut r, "commit_latency", "Leader: time from proposal to applied (group commit queue, replication, fsync, apply).", seconds(), Some(Unit::Seconds));
+        let commit_latency = histogram(
+            &mut r,
+            "commit_latency",
+            "Leader: time from proposal to applied (group commit queue, replication, fsync, apply)",
+            seconds(),
+            Some(Unit::Seconds),
+        );
         let group_size = histogram(
             &mut r,
             "group_commit_size",
-            "Leader: commands carried by one Raft entry.",
+            "Leader: commands carried by one Raft entry",
             Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             None,
+        );
+        let group_waits = counter(
+            &mut r,
+            "group_commit_waits",
+            "Leader: times a group commit waited for the callers of the group before it (cluster.group_commit_wait_us)",
+        );
+        let group_waits_expired = counter(
+            &mut r,
+            "group_commit_waits_expired",
+            "Leader: group commit waits that ended on the timer before every caller of the group before came back",
         );
         let log_fsync = histogram(
             &mut r,
             "log_fsync",
-            "Time of one Raft log append including its fsync.",
+            "Time of one Raft log append including its fsync",
             seconds(),
             Some(Unit::Seconds),
         );
         let snapshot_build = histogram(
             &mut r,
             "snapshot_build",
-            "Time to build and persist one snapshot.",
+            "Time to build and persist one snapshot",
             seconds(),
             Some(Unit::Seconds),
         );
         let snapshot_bytes =
-            gauge(&mut r, "snapshot_size_bytes", "Size of the last snapshot built or installed.");
+            gauge(&mut r, "snapshot_size_bytes", "Size of the last snapshot built or installed");
         let leader_changes = counter(
             &mut r,
             "raft_leader_changes",
-            "Times this node saw a new leader (itself included).",
+            "Times this node saw a new leader (itself included)",
         );
         let committed_index = gauge(
             &mut r,
             "raft_committed_index",
-            "Highest log index this node knows to be committed.",
+            "Highest log index this node knows to be committed",
         );
         let commit_notices_skipped = counter(
             &mut r,
             "raft_commit_notices_skipped",
-            "Leader: AppendEntries without entries (a new commit index, a heartbeat) not sent because the follower had just confirmed the same log.",
+            "Leader: AppendEntries without entries (a new commit index, a heartbeat) not sent because the follower had just confirmed the same log",
         );
         let appends_answered_early = counter(
             &mut r,
             "raft_appends_answered_early",
-            "Leader: appends of openraft's replication answered by the follower's answer to the same entries, sent before this node's own fsync.",
+            "Leader: appends of openraft's replication answered by the follower's answer to the same entries, sent before this node's own fsync",
         );
         let tasks = Family::<StatusLabel, Gauge>::default();
-        r.register("tasks", "Tasks in the table by status.", tasks.clone());
+        r.register("tasks", "Tasks in the table by status", tasks.clone());
         let queue_tasks = Family::<QueueLabel, Gauge>::default();
-        r.register("queue_tasks", "Tasks of each queue by status.", queue_tasks.clone());
-        let term = gauge(&mut r, "raft_term", "This node's current Raft term.");
-        let is_leader = gauge(&mut r, "raft_is_leader", "1 on the leader, 0 elsewhere.");
+        r.register("queue_tasks", "Tasks of each queue by status", queue_tasks.clone());
+        let term = gauge(&mut r, "raft_term", "This node's current Raft term");
+        let is_leader = gauge(&mut r, "raft_is_leader", "1 on the leader, 0 elsewhere");
         let applied_index =
-            gauge(&mut r, "raft_applied_index", "Last log index applied to this node's table.");
+            gauge(&mut r, "raft_applied_index", "Last log index applied to this node's table");
         let last_log_index =
-            gauge(&mut r, "raft_last_log_index", "Last log index in this node's log.");
+            gauge(&mut r, "raft_last_log_index", "Last log index in this node's log");
         let follower_lag = Family::<FollowerLabel, Gauge>::default();
         r.register(
             "raft_replication_lag",
-            "Leader only: entries each follower or learner is behind the leader's log.",
+            "Leader only: entries each follower or learner is behind the leader's log",
             follower_lag.clone(),
         );
         let node = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        r.register("node_id", "This master's node id.", node.clone());
+        r.register("node_id", "This master's node id", node.clone());
         node.set(id as i64);
         Metrics {
             registry: r,
@@ -239,6 +259,8 @@ impl Metrics {
             run_time,
             commit_latency,
             group_size,
+            group_waits,
+            group_waits_expired,
             log_fsync,
             snapshot_build,
             snapshot_bytes,
