@@ -121,6 +121,26 @@ pub struct BenchArgs {
     /// Also print one JSON line per run.
     #[arg(long)]
     pub json: bool,
+    /// Runtime threads of the bench's client. 1 keeps a call's client-side
+    /// hand-offs (caller, connection task) on one thread, as suits a client
+    /// on a machine the masters share; 0, one per core; N, that many.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+}
+
+impl BenchArgs {
+    /// The tokio runtime `--client-threads` asks for.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        multi_thread(self.client_threads)
+    }
+}
+
+/// A multi-threaded runtime of `n` worker threads (0: one per core).
+fn multi_thread(n: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match n {
+        0 => tokio::runtime::Runtime::new(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
 }
 
 /// Where the cluster is, for every client command.
@@ -168,9 +188,8 @@ impl MasterArgs {
     /// The tokio runtime `--threads` asks for.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         match self.threads {
-            0 => tokio::runtime::Runtime::new(),
             1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-            n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+            n => multi_thread(n),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn main() -> ExitCode {
     }
     let runtime = match &cli.command {
         args::Command::Master(master) => master.runtime(),
+        args::Command::Bench(bench) => bench.runtime(),
         _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {

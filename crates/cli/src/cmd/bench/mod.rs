@@ -101,7 +101,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         }
         rows.push((name, runs));
     }
-    print_table(&rows);
+    print_table(&rows, args.client_threads);
     targets::print(&rows, args.workers);
     let failed: Vec<String> =
         rows.iter().flat_map(|(_, o)| o.iter().filter_map(|o| o.failed_check.clone())).collect();
@@ -165,7 +165,7 @@ fn w1_layouts(producers: usize, asked: &[usize]) -> Vec<(usize, String)> {
 }
 
 /// Prints the median run of each workload.
-fn print_table(rows: &[(String, Vec<Outcome>)]) {
+fn print_table(rows: &[(String, Vec<Outcome>)], client_threads: usize) {
     println!(
         "{:<34} {:>12} {:>10} {:>10}  details",
         "workload (median run)", "tasks/s", "p50", "p99"
@@ -215,6 +215,12 @@ fn print_table(rows: &[(String, Vec<Outcome>)]) {
     println!(
         "acknowledged = committed and fsynced (Raft log fdatasync) on a majority of the 3 masters"
     );
+    let threads = match client_threads {
+        0 => "one runtime thread per core".to_owned(),
+        1 => "one runtime thread".to_owned(),
+        n => format!("{n} runtime threads"),
+    };
+    println!("client = this process, {threads} (--client-threads)");
 }
 
 #[cfg(test)]
