@@ -133,6 +133,14 @@ impl BenchArgs {
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         multi_thread(self.client_threads)
     }
+
+    /// How many threads that runtime has (`--client-threads 0`: the cores).
+    pub fn client_thread_count(&self) -> usize {
+        match self.client_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// A multi-threaded runtime of `n` worker threads (0: one per core).

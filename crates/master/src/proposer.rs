@@ -26,10 +26,13 @@
 //! one entry and each call waits about one commit. The wait runs from the
 //! moment the group was answered, so a call arriving later waits less, and
 //! one arriving after the wait has passed does not wait at all. "Answered"
-//! means sent: the proposer yields once after a group of several, so the
-//! callers' tasks it woke write their answers first (64 callers on 64
+//! means sent, as nearly as the runtime lets us say so: the proposer
+//! yields once after a group of several, so the callers' tasks it woke
+//! usually write their answers before it takes its clock (64 callers on 64
 //! connections take this node's thread ~0.3 ms to answer, which had eaten
-//! the whole default wait).
+//! the whole default wait). tokio does not promise that order; it was
+//! measured on the master's runtime, and on a runtime with more threads it
+//! only holds roughly, which costs at most part of one wait.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,8 +93,10 @@ impl Proposer {
                 sizes.group_size.observe(group.len() as f64);
                 commit(&raft, std::mem::take(&mut group)).await;
                 if answered > 1 {
-                    // The callers' tasks, woken by their answers, run first:
-                    // the wait's clock starts once the answers are sent.
+                    // Give the callers' tasks, woken by their answers, the
+                    // thread first, so the wait's clock usually starts once
+                    // the answers are sent (an ordering tokio does not
+                    // promise; see this module).
                     tokio::task::yield_now().await;
                 }
             }
@@ -228,15 +233,15 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 tx.send(i).await.unwrap();
             }
-            // Held open: a fourth caller that never comes must not be waited for.
+            // Held open: only the group's size can end the wait early.
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
         let started = Instant::now();
         // The runtime's drop waits for the timer's thread: keep it short.
-        let waited = wait_for_more(&mut rx, &mut group, 4, Duration::from_secs(3)).await;
+        let waited = wait_for_more(&mut rx, &mut group, 4, Duration::from_secs(1)).await;
         assert_eq!(waited, Waited::Filled);
         assert_eq!(group, [0, 1, 2, 3]);
-        assert!(started.elapsed() < Duration::from_secs(2), "ended on the timer");
+        assert!(started.elapsed() < Duration::from_millis(900), "ended on the timer");
     }
 
     #[tokio::test]
@@ -258,7 +263,9 @@ mod tests {
         tx.send(1).await.unwrap();
         drop(tx);
         let mut group = vec![0];
-        let waited = wait_for_more(&mut rx, &mut group, 8, Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let waited = wait_for_more(&mut rx, &mut group, 8, Duration::from_millis(300)).await;
         assert_eq!((waited, group), (Waited::Closed, vec![0, 1]));
+        assert!(started.elapsed() < Duration::from_millis(250), "ended on the timer");
     }
 }

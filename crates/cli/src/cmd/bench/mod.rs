@@ -136,7 +136,7 @@ fn report(args: &BenchArgs, name: &str, run: usize, o: &Outcome) {
     if args.json {
         println!(
             "{}",
-            json!({ "workload": o.name, "run": run, "figures": o.figures, "check": o.failed_check.clone().unwrap_or_else(|| "ok".into()) })
+            json!({ "workload": o.name, "run": run, "client_threads": args.client_thread_count(), "figures": o.figures, "check": o.failed_check.clone().unwrap_or_else(|| "ok".into()) })
         );
     } else {
         eprintln!(
