@@ -108,6 +108,8 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
         .filter_map(|l| l.split_once(' '))
         .collect();
     assert!(families.len() >= 20, "{families:?}");
+    // prometheus-client (0.24) ends each help text with a full stop of its
+    // own, so the texts in metrics/ must not.
     for help in text.lines().filter(|l| l.starts_with("# HELP ")) {
         assert!(help.ends_with('.') && !help.ends_with(".."), "one full stop: {help}");
     }
@@ -138,6 +140,39 @@ async fn every_metric_is_documented_and_the_dashboard_uses_only_real_ones() {
         used += 1;
     }
     assert!(used >= 15, "the dashboard queries {used} metrics");
+    cluster.shutdown().await;
+}
+
+/// Concurrent calls share log entries (group commit), and a group after a
+/// shared one waits for its callers: the leader's counters show both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_entries_and_their_waits_are_counted() {
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
+    let leader = cluster.http(cluster.leader().await);
+    let before = get(&leader, "/metrics", None).await.text();
+    let figure = |text: &str, name: &str| sample(text, name).unwrap_or(0.0);
+    let callers: Vec<_> = (0..16)
+        .map(|c| {
+            let leader = leader.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    submit(&leader, None, json!([{ "data": format!("{c}-{i}") }])).await;
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let text = get(&leader, "/metrics", None).await.text();
+    let delta = |name: &str| figure(&text, name) - figure(&before, name);
+    let (groups, calls) =
+        (delta("taskraft_group_commit_size_count"), delta("taskraft_group_commit_size_sum"));
+    assert!(calls >= 320.0, "{calls} calls counted for 320 submits:\n{text}");
+    assert!(groups < calls, "{groups} groups for {calls} calls: none shared an entry");
+    let waits = delta("taskraft_group_commit_waits_total");
+    assert!(waits >= 1.0, "no group waited for its callers:\n{text}");
+    assert!(delta("taskraft_group_commit_waits_expired_total") <= waits);
     cluster.shutdown().await;
 }
 

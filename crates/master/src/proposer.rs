@@ -236,12 +236,12 @@ mod tests {
             // Held open: only the group's size can end the wait early.
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
-        let started = Instant::now();
-        // The runtime's drop waits for the timer's thread: keep it short.
+        // Filled, not Expired, says the callers ended the wait. The runtime's
+        // drop waits for the timer's thread, so the test takes the whole
+        // second; a shorter timer could expire first on a busy machine.
         let waited = wait_for_more(&mut rx, &mut group, 4, Duration::from_secs(1)).await;
         assert_eq!(waited, Waited::Filled);
         assert_eq!(group, [0, 1, 2, 3]);
-        assert!(started.elapsed() < Duration::from_millis(900), "ended on the timer");
     }
 
     #[tokio::test]
@@ -263,9 +263,7 @@ mod tests {
         tx.send(1).await.unwrap();
         drop(tx);
         let mut group = vec![0];
-        let started = Instant::now();
         let waited = wait_for_more(&mut rx, &mut group, 8, Duration::from_millis(300)).await;
         assert_eq!((waited, group), (Waited::Closed, vec![0, 1]));
-        assert!(started.elapsed() < Duration::from_millis(250), "ended on the timer");
     }
 }

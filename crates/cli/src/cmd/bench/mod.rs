@@ -101,7 +101,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         }
         rows.push((name, runs));
     }
-    print_table(&rows, args.client_threads);
+    print_table(&rows, args.client_thread_count());
     targets::print(&rows, args.workers);
     let failed: Vec<String> =
         rows.iter().flat_map(|(_, o)| o.iter().filter_map(|o| o.failed_check.clone())).collect();
@@ -216,7 +216,6 @@ fn print_table(rows: &[(String, Vec<Outcome>)], client_threads: usize) {
         "acknowledged = committed and fsynced (Raft log fdatasync) on a majority of the 3 masters"
     );
     let threads = match client_threads {
-        0 => "one runtime thread per core".to_owned(),
         1 => "one runtime thread".to_owned(),
         n => format!("{n} runtime threads"),
     };
