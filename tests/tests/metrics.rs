@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use taskraft_tests::cluster::FAST;
-use taskraft_tests::http::{get, lease, long_leases, outcome, sample, submit};
+use taskraft_tests::http::{get, lease, long_leases, outcome, post, sample, submit};
 use taskraft_tests::{eventually, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +173,40 @@ async fn concurrent_calls_share_entries_and_their_waits_are_counted() {
     let waits = delta("taskraft_group_commit_waits_total");
     assert!(waits >= 1.0, "no group waited for its callers:\n{text}");
     assert!(delta("taskraft_group_commit_waits_expired_total") <= waits);
+    cluster.shutdown().await;
+}
+
+/// A follower answers writes with "not the leader", and those callers go
+/// to the leader: its proposer does not wait for them to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_does_not_wait_for_the_callers_it_turned_away() {
+    let cluster = TestCluster::start_with(3, &long_leases()).await;
+    let id = cluster.leader().await;
+    let follower = cluster.http(cluster.running().into_iter().find(|n| *n != id).unwrap());
+    // Rounds of 16 concurrent writes until some were turned away together,
+    // in one group of several (the case that used to start a wait).
+    let text = eventually(Duration::from_secs(20), "a group of several turned away", || {
+        let follower = follower.clone();
+        async move {
+            let writes: Vec<_> = (0..16)
+                .map(|c| {
+                    let follower = follower.clone();
+                    tokio::spawn(async move {
+                        let body = json!({ "tasks": [{ "data": format!("{c}") }] });
+                        post(&follower, "/v1/tasks", None, &body).await.status
+                    })
+                })
+                .collect();
+            for write in writes {
+                assert_eq!(write.await.unwrap(), 307, "a follower redirects writes");
+            }
+            let text = get(&follower, "/metrics", None).await.text();
+            let groups = sample(&text, "taskraft_group_commit_size_count")?;
+            (sample(&text, "taskraft_group_commit_size_sum")? > groups).then_some(text)
+        }
+    })
+    .await;
+    assert_eq!(sample(&text, "taskraft_group_commit_waits_total"), Some(0.0), "{text}");
     cluster.shutdown().await;
 }
 

@@ -89,9 +89,12 @@ impl Proposer {
                         sizes.group_waits_expired.inc();
                     }
                 }
-                answered = group.len();
                 sizes.group_size.observe(group.len() as f64);
-                commit(&raft, std::mem::take(&mut group)).await;
+                let n = group.len();
+                // Callers answered with an error (this node is not the
+                // leader, or no longer) look for the leader elsewhere: the
+                // next group does not wait for them.
+                answered = if commit(&raft, std::mem::take(&mut group)).await { n } else { 0 };
                 if answered > 1 {
                     // Give the callers' tasks, woken by their answers, the
                     // thread first, so the wait's clock usually starts once
@@ -178,11 +181,15 @@ async fn wait_for_more<T: Send>(
     Waited::Filled
 }
 
-async fn commit(raft: &Raft, mut group: Vec<Pending>) {
+/// Proposes `group` as one entry and answers its callers; whether it was
+/// committed.
+async fn commit(raft: &Raft, mut group: Vec<Pending>) -> bool {
     if group.len() == 1 {
         let (cmd, tx) = group.pop().expect("one pending command");
-        let _ = tx.send(raft.client_write(cmd).await.map(|r| r.data));
-        return;
+        let answer = raft.client_write(cmd).await.map(|r| r.data);
+        let committed = answer.is_ok();
+        let _ = tx.send(answer);
+        return committed;
     }
     let (cmds, txs): (Vec<Command>, Vec<oneshot::Sender<ProposeResult>>) =
         group.into_iter().unzip();
@@ -192,17 +199,20 @@ async fn commit(raft: &Raft, mut group: Vec<Pending>) {
                 for (tx, response) in txs.into_iter().zip(responses) {
                     let _ = tx.send(Ok(response));
                 }
+                true
             }
             other => {
                 // Cannot happen: Table::apply answers a Batch with a Batch of equal length.
                 // The callers see the queue close and answer Unavailable.
                 tracing::error!(?other, n = txs.len(), "a batch was answered with something else");
+                false
             }
         },
         Err(e) => {
             for tx in txs {
                 let _ = tx.send(Err(e.clone()));
             }
+            false
         }
     }
 }
