@@ -151,19 +151,8 @@ async fn concurrent_calls_share_entries_and_their_waits_are_counted() {
     let leader = cluster.http(cluster.leader().await);
     let before = get(&leader, "/metrics", None).await.text();
     let figure = |text: &str, name: &str| sample(text, name).unwrap_or(0.0);
-    let callers: Vec<_> = (0..16)
-        .map(|c| {
-            let leader = leader.clone();
-            tokio::spawn(async move {
-                for i in 0..20 {
-                    submit(&leader, None, json!([{ "data": format!("{c}-{i}") }])).await;
-                }
-            })
-        })
-        .collect();
-    for caller in callers {
-        caller.await.unwrap();
-    }
+    let statuses = write_together(&leader, 16, 20).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let text = get(&leader, "/metrics", None).await.text();
     let delta = |name: &str| figure(&text, name) - figure(&before, name);
     let (groups, calls) =
@@ -188,18 +177,8 @@ async fn a_follower_does_not_wait_for_the_callers_it_turned_away() {
     let text = eventually(Duration::from_secs(20), "a group of several turned away", || {
         let follower = follower.clone();
         async move {
-            let writes: Vec<_> = (0..16)
-                .map(|c| {
-                    let follower = follower.clone();
-                    tokio::spawn(async move {
-                        let body = json!({ "tasks": [{ "data": format!("{c}") }] });
-                        post(&follower, "/v1/tasks", None, &body).await.status
-                    })
-                })
-                .collect();
-            for write in writes {
-                assert_eq!(write.await.unwrap(), 307, "a follower redirects writes");
-            }
+            let statuses = write_together(&follower, 16, 1).await;
+            assert!(statuses.iter().all(|s| *s == 307), "a follower redirects: {statuses:?}");
             let text = get(&follower, "/metrics", None).await.text();
             let groups = sample(&text, "taskraft_group_commit_size_count")?;
             (sample(&text, "taskraft_group_commit_size_sum")? > groups).then_some(text)
@@ -208,6 +187,29 @@ async fn a_follower_does_not_wait_for_the_callers_it_turned_away() {
     .await;
     assert_eq!(sample(&text, "taskraft_group_commit_waits_total"), Some(0.0), "{text}");
     cluster.shutdown().await;
+}
+
+/// `callers` concurrent loops each POST `each` one-task submits to `addr`,
+/// one after the other; the HTTP statuses of them all.
+async fn write_together(addr: &str, callers: usize, each: usize) -> Vec<u16> {
+    let loops: Vec<_> = (0..callers)
+        .map(|c| {
+            let addr = addr.to_owned();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for i in 0..each {
+                    let body = json!({ "tasks": [{ "data": format!("{c}-{i}") }] });
+                    statuses.push(post(&addr, "/v1/tasks", None, &body).await.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for l in loops {
+        statuses.extend(l.await.unwrap());
+    }
+    statuses
 }
 
 /// The rarer events are counted too: a stale report (`fenced{kind="stale"}`),

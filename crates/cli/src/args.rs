@@ -71,23 +71,12 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// A multi-threaded runtime of [`worker_threads`]`(n)` worker threads.
+/// A multi-threaded runtime of `n` worker threads (0: tokio's default, one per core).
 fn multi_thread(n: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads(n))
-        .enable_all()
-        .build()
-}
-
-/// The worker threads a `--threads`-style count gives: `n`, or for 0
-/// tokio's own default (`TOKIO_WORKER_THREADS`, else one per core).
-fn worker_threads(n: usize) -> usize {
-    if n > 0 {
-        return n;
+    match n {
+        0 => tokio::runtime::Runtime::new(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
     }
-    let set = std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|v| v.parse().ok());
-    set.filter(|n: &usize| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Where the cluster is, for every client command.

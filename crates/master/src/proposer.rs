@@ -89,8 +89,8 @@ impl Proposer {
                         sizes.group_waits_expired.inc();
                     }
                 }
-                sizes.group_size.observe(group.len() as f64);
                 let n = group.len();
+                sizes.group_size.observe(n as f64);
                 // Callers answered with an error (this node is not the
                 // leader, or no longer) look for the leader elsewhere: the
                 // next group does not wait for them.

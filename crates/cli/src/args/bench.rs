@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{at_least_one, multi_thread, worker_threads, Seeds};
+use super::{at_least_one, multi_thread, Seeds};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -73,10 +73,5 @@ impl BenchArgs {
     /// not stall the client's thread.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         multi_thread(self.client_threads)
-    }
-
-    /// How many threads that runtime has.
-    pub fn client_thread_count(&self) -> usize {
-        worker_threads(self.client_threads)
     }
 }

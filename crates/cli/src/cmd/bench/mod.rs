@@ -101,7 +101,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         }
         rows.push((name, runs));
     }
-    print_table(&rows, args.client_thread_count());
+    print_table(&rows, client_threads());
     targets::print(&rows, args.workers);
     let failed: Vec<String> =
         rows.iter().flat_map(|(_, o)| o.iter().filter_map(|o| o.failed_check.clone())).collect();
@@ -132,11 +132,16 @@ where
     Ok(outcomes)
 }
 
+/// The worker threads of the runtime the bench's client runs on (`--client-threads`).
+fn client_threads() -> usize {
+    tokio::runtime::Handle::current().metrics().num_workers()
+}
+
 fn report(args: &BenchArgs, name: &str, run: usize, o: &Outcome) {
     if args.json {
         println!(
             "{}",
-            json!({ "workload": o.name, "run": run, "client_threads": args.client_thread_count(), "figures": o.figures, "check": o.failed_check.clone().unwrap_or_else(|| "ok".into()) })
+            json!({ "workload": o.name, "run": run, "client_threads": client_threads(), "figures": o.figures, "check": o.failed_check.clone().unwrap_or_else(|| "ok".into()) })
         );
     } else {
         eprintln!(
